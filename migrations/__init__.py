@@ -1,0 +1,1 @@
+"""Alembic migration scripts, shipped inside the distribution (see shared/migrate.py)."""

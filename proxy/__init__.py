@@ -1,0 +1,1 @@
+"""The HTTP service: Firehose endpoint, outbound API, admin API, health."""

@@ -1,0 +1,81 @@
+"""The proxy application: create_app(settings) wires routers, handlers and process resources."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from arq.connections import ArqRedis
+from fastapi import FastAPI
+from redis.asyncio import ConnectionPool
+
+from proxy import health
+from proxy.admin import router as admin_router
+from proxy.exception_handlers import install_exception_handlers
+from proxy.state import ProxyState
+from shared.db import create_engine, create_sessionmaker
+from shared.queue import JobQueue, deserialize_job, serialize_job
+from shared.settings import Settings
+from shared.tenant_config import TenantConfigCache
+
+REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
+
+DESCRIPTION = """
+Loyalty Bridge proxy: the mParticle Firehose endpoint, the loyalty engine's outbound API and the
+operators' admin API. Admin routes take `Authorization: Bearer <ADMIN_API_KEY>`; outbound routes
+take the tenant's engine key.
+"""
+
+
+def create_redis(settings: Settings) -> ArqRedis:
+    """A lazily connecting Redis client: the proxy starts (and later recovers) while Redis is down."""
+    pool = ConnectionPool.from_url(
+        settings.require_redis_url(),
+        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+        health_check_interval=30,
+    )
+    return ArqRedis(
+        connection_pool=pool,
+        job_serializer=serialize_job,
+        job_deserializer=deserialize_job,
+        default_queue_name=settings.queue_name,
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the proxy app; resources are created in the lifespan, not at import time."""
+    settings.require_admin_api_key()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings, application_name="loyalty-bridge-proxy")
+        sessionmaker = create_sessionmaker(engine)
+        redis = create_redis(settings)
+        tenant_configs = TenantConfigCache(sessionmaker, settings.config_cache_seconds)
+        await tenant_configs.start()
+        app.state.proxy = ProxyState(
+            settings=settings,
+            engine=engine,
+            sessionmaker=sessionmaker,
+            redis=redis,
+            queue=JobQueue(redis, settings.queue_name),
+            tenant_configs=tenant_configs,
+        )
+        try:
+            yield
+        finally:
+            await tenant_configs.stop()
+            await redis.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Loyalty Bridge",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_exception_handlers(app)
+    app.include_router(health.router)
+    app.include_router(admin_router, prefix="/api/v1")
+    return app

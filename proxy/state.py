@@ -1,0 +1,22 @@
+"""Process-wide resources of the proxy, built in the lifespan and kept on app.state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.queue import JobQueue
+from shared.settings import Settings
+from shared.tenant_config import TenantConfigCache
+
+
+@dataclass
+class ProxyState:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: ArqRedis
+    queue: JobQueue
+    tenant_configs: TenantConfigCache

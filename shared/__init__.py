@@ -1,0 +1,1 @@
+"""Loyalty Bridge common package: settings, database, queue layout and the pure mapping core."""

@@ -1,0 +1,66 @@
+"""One Settings object, read from the contract's environment names and passed explicitly."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_QUEUE_NAME = "loyalty-bridge:queue"
+
+
+class Settings(BaseSettings):
+    """Process configuration. Field names map to the environment variables of CONTRACT §1."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    admin_api_key: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    mparticle_caller_token: SecretStr | None = None
+    max_request_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    outbound_retry_base_seconds: float = Field(default=10.0, ge=0)
+    outbound_max_resends: int = Field(default=5, ge=0)
+    outbound_timeout_seconds: float = Field(default=10.0, gt=0)
+    error_log_retention_days: int = Field(default=90, gt=0)
+    config_cache_seconds: float = Field(default=1.0, gt=0)
+    # Not in the contract: lets several deployments (or test runs) share one Redis.
+    queue_name: str = DEFAULT_QUEUE_NAME
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_driver(cls, value: str | None) -> str | None:
+        return normalize_database_url(value) if value else value
+
+    def require_database_url(self) -> str:
+        """The database URL, or a clear error naming the missing variable."""
+        if not self.database_url:
+            raise RuntimeError("DATABASE_URL is required (postgresql://user@host:5432/dbname)")
+        return self.database_url
+
+    def require_redis_url(self) -> str:
+        """The Redis URL, or a clear error naming the missing variable."""
+        if not self.redis_url:
+            raise RuntimeError("REDIS_URL is required (redis://host:6379/0)")
+        return self.redis_url
+
+    def require_admin_api_key(self) -> str:
+        """The admin key, or a clear error naming the missing variable."""
+        if self.admin_api_key is None or not self.admin_api_key.get_secret_value():
+            raise RuntimeError("ADMIN_API_KEY is required for the proxy")
+        return self.admin_api_key.get_secret_value()
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept `postgresql://` and `postgres://` URLs and select the asyncpg driver."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError("DATABASE_URL must start with postgresql:// or postgresql+asyncpg://")
+
+
+def plain_database_url(url: str) -> str:
+    """The same URL in the libpq form that asyncpg.connect() accepts."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)

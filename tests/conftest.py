@@ -1,0 +1,143 @@
+"""Test fixtures: real PostgreSQL and Redis, a fresh database per run, a fresh queue per test.
+
+The servers are the ones DATABASE_URL / REDIS_URL name; when unset, embedded ones are started
+under ./var/test (see shared/embedded.py). Tests create their own tenants with random ids, so
+they never touch data they did not create.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.db import create_engine, create_sessionmaker
+from shared.migrate import upgrade_to_head
+from shared.settings import Settings, normalize_database_url, plain_database_url
+
+ADMIN_KEY = "test-admin-key-0123456789"
+
+
+@pytest.fixture(scope="session")
+def service_urls() -> Iterator[tuple[str, str]]:
+    """(DATABASE_URL, REDIS_URL) of real servers: from the environment, else embedded ones."""
+    database_url = os.environ.get("DATABASE_URL")
+    redis_url = os.environ.get("REDIS_URL")
+    if database_url and redis_url:
+        yield database_url, redis_url
+        return
+    from shared.embedded import EmbeddedServices
+
+    services = EmbeddedServices(os.path.join(os.getcwd(), "var", "test"), redis_appendonly=False)
+    services.start()
+    try:
+        yield (database_url or services.database_url, redis_url or services.redis_url)
+    finally:
+        services.stop()
+
+
+@pytest.fixture(scope="session")
+async def database_url(service_urls: tuple[str, str]) -> AsyncIterator[str]:
+    """A fresh database for this test run, migrated to head, dropped at the end."""
+    server_url = plain_database_url(normalize_database_url(service_urls[0]))
+    name = f"lb_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = _with_database(normalize_database_url(service_urls[0]), name)
+    await asyncio.to_thread(upgrade_to_head, url)
+    yield url
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def _with_database(url: str, name: str) -> str:
+    """Replace the database name in a SQLAlchemy URL (keeps host, socket and query options)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def settings(database_url: str, service_urls: tuple[str, str]) -> Settings:
+    """Settings for one test: its own queue name, fast cache refresh and resend timing."""
+    return Settings(
+        database_url=database_url,
+        redis_url=service_urls[1],
+        admin_api_key=ADMIN_KEY,
+        queue_name=f"lb-test:{uuid.uuid4().hex[:12]}",
+        config_cache_seconds=0.2,
+        outbound_retry_base_seconds=0.2,
+        outbound_timeout_seconds=2.0,
+    )
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str, service_urls: tuple[str, str]) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(
+        Settings(database_url=database_url, redis_url=service_urls[1]), application_name="tests", pool_size=5
+    )
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions on the test database, for arranging data and asserting on it directly."""
+    return create_sessionmaker(engine)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The proxy app with its lifespan running."""
+    from proxy.app import create_app
+
+    application = create_app(settings)
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the proxy app in-process (ASGI)."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy") as http:
+        yield http
+
+
+@pytest.fixture
+def admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+async def run_worker_until_idle(settings: Settings) -> None:
+    """Run a burst worker on this test's queue until the queue is empty."""
+    from worker.main import build_worker
+
+    worker = build_worker(settings, burst=True, handle_signals=False)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+
+
+@pytest.fixture
+def drain_queue(settings: Settings):
+    """`await drain_queue()` runs a burst worker over everything this test enqueued."""
+
+    async def _drain() -> None:
+        await run_worker_until_idle(settings)
+
+    return _drain

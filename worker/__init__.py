@@ -1,0 +1,1 @@
+"""The arq worker: inbound processing, outbound delivery, resends and retention."""
