@@ -9,7 +9,7 @@ from arq.connections import ArqRedis
 from fastapi import FastAPI
 from redis.asyncio import ConnectionPool
 
-from proxy import health
+from proxy import firehose, health, outbound
 from proxy.admin import router as admin_router
 from proxy.exception_handlers import install_exception_handlers
 from proxy.state import ProxyState
@@ -77,5 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_exception_handlers(app)
     app.include_router(health.router)
+    app.include_router(firehose.router)
+    app.include_router(outbound.router, prefix="/api/v1")
     app.include_router(admin_router, prefix="/api/v1")
     return app

@@ -1,16 +1,11 @@
-"""Thin arq jobs: unpack ctx, open a session scope, delegate to a service.
-
-`JOB_FUNCTIONS` and `CRON_JOBS` are what worker/main.py registers.
-"""
+"""Every arq function and cron job the worker registers, gathered from the job modules."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from arq.cron import CronJob
 from arq.worker import Function
 
-JOB_FUNCTIONS: list[Function] = []
-CRON_JOBS: list[CronJob] = []
+from worker import inbound_jobs, maintenance_jobs, outbound_jobs
 
-__all__ = ["CRON_JOBS", "JOB_FUNCTIONS", "Any"]
+JOB_FUNCTIONS: list[Function] = [*inbound_jobs.FUNCTIONS, *outbound_jobs.FUNCTIONS, *maintenance_jobs.FUNCTIONS]
+CRON_JOBS: list[CronJob] = [*inbound_jobs.CRON_JOBS, *outbound_jobs.CRON_JOBS, *maintenance_jobs.CRON_JOBS]

@@ -1,0 +1,5 @@
+"""Admin routes: configuration (to be implemented)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

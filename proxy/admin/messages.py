@@ -1,0 +1,5 @@
+"""Admin routes: messages (to be implemented)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

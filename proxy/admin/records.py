@@ -1,0 +1,5 @@
+"""Admin routes: records (to be implemented)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Routes: firehose (to be implemented)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

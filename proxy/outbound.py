@@ -1,0 +1,5 @@
+"""Routes: outbound (to be implemented)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
