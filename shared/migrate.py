@@ -18,5 +18,5 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade_to_head(database_url: str) -> None:
-    """`alembic upgrade head`; blocking, idempotent and safe to run concurrently (advisory lock)."""
-    command.upgrade(alembic_config(database_url), "head")
+    """`alembic upgrade heads`; blocking, idempotent and safe to run concurrently (advisory lock)."""
+    command.upgrade(alembic_config(database_url), "heads")

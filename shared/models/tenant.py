@@ -21,7 +21,7 @@ class Tenant(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
-    engine_key_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    engine_key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     # The inbound token is read back (operators paste it into mParticle), so it is stored as is.
     inbound_token: Mapped[str | None] = mapped_column(String(128), nullable=True)
     config_revision: Mapped[int] = mapped_column(
