@@ -80,4 +80,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(firehose.router)
     app.include_router(outbound.router, prefix="/api/v1")
     app.include_router(admin_router, prefix="/api/v1")
+    if settings.enable_bench_routes:
+        from proxy import bench_routes
+
+        app.include_router(bench_routes.router)
     return app

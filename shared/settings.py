@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     # Not in the contract: lets several deployments (or test runs) share one Redis.
     queue_name: str = DEFAULT_QUEUE_NAME
     log_level: str = "INFO"
+    # Benchmark suite only: exposes POST /bench/parse-only, the proxy's ceiling route.
+    enable_bench_routes: bool = False
 
     @field_validator("database_url")
     @classmethod
