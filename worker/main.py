@@ -78,9 +78,13 @@ async def run_worker(settings: Settings) -> None:
     """Run the worker until SIGINT/SIGTERM; a lost Redis connection restarts it instead of exiting."""
     while True:
         worker = build_worker(settings)
+        # arq's SIGINT/SIGTERM handler cancels `worker.main_task`, which only Worker.run() sets.
+        worker.main_task = asyncio.ensure_future(worker.main())
         try:
-            await worker.main()
-            return  # a signal stopped it cleanly
+            await worker.main_task
+            return
+        except asyncio.CancelledError:
+            return  # a signal stopped it cleanly (after letting running jobs finish)
         except (TimeoutError, OSError, ConnectionError) as exc:
             logger.warning(
                 "worker lost a connection (%s); restarting in %.0fs", exc.__class__.__name__, RECONNECT_DELAY_SECONDS
