@@ -1,0 +1,391 @@
+"""Loyalty engine calls -> mParticle S2S batches (pure: no I/O; ids come from a factory).
+
+Rules (CONTRACT §6, reference/notes/s2s.md):
+- identities: `customer_id` (the customer id) and `email` by default, plus the configured pair
+  `user_identities[customer_identifier_field] = customer[loyalty_identifier_field]`; only that pair
+  with `sync_only_configured_identifiers`. No identity at all is a 422 NO_IDENTITY.
+- user attributes: every sync field present in the customer; reserved `$` names are sent in the
+  lower-case spelling of the S2S JSON reference (`$FirstName` -> `$firstname`), custom names as named.
+- custom events: `event_name`, `custom_event_type`, `custom_attributes`, `timestamp_unixtime_ms` and a
+  `source_message_id`; the batch has a `source_request_id`. Both are generated here, once, and kept
+  in the stored batch so resends carry the same ids.
+- values S2S cannot take (objects, lists in custom attributes) are sent as compact JSON text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+import orjson
+
+from shared.errors import ErrorCode, Unprocessable
+from shared.s2s.limits import MAX_BATCH_BYTES, MAX_BULK_BATCHES, MAX_REQUEST_BYTES
+from shared.vocabulary import RESERVED_USER_ATTRIBUTES
+
+OutboundKind = Literal["customer_update", "event", "marketing_communication"]
+IdFactory = Callable[[], str]
+
+CUSTOMER_ID_FIELD = "id"
+DEFAULT_ID_IDENTITY = "customer_id"
+DEFAULT_EMAIL_IDENTITY = "email"
+EMAIL_FIELD = "email"
+
+_RESERVED_BY_LOWER = {name.lower(): name for name in RESERVED_USER_ATTRIBUTES}
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+_DIGITS = re.compile(r"[0-9]+")
+_MISSING = object()
+
+
+class IdentityRules(Protocol):
+    """The identity part of a tenant's outbound settings."""
+
+    @property
+    def development(self) -> bool: ...
+    @property
+    def sync_only_configured_identifiers(self) -> bool: ...
+    @property
+    def loyalty_identifier_field(self) -> str: ...
+    @property
+    def customer_identifier_field(self) -> str: ...
+
+
+class SyncFieldRule(Protocol):
+    @property
+    def loyalty_field(self) -> str: ...
+    @property
+    def remote_field(self) -> str: ...
+
+
+class ExternalEventRule(Protocol):
+    @property
+    def loyalty_event(self) -> str: ...
+    @property
+    def event_name(self) -> str: ...
+    @property
+    def custom_event_type(self) -> str: ...
+    @property
+    def attributes(self) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class OutboundDraft:
+    """A message to store: its kind, its per-customer ordering key and the complete S2S batch."""
+
+    kind: OutboundKind
+    customer_id: str
+    batch: dict[str, Any]
+
+
+# --- identities ---------------------------------------------------------------------------------
+
+
+def _identity_value(value: Any) -> str | None:
+    """Identities are strings; numbers are written out, anything else is no identity."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value
+    return None
+
+
+def customer_field(customer: Mapping[str, Any], field: str) -> Any:
+    """A loyalty customer field (`id` is the customer id); _MISSING when absent."""
+    return customer.get(field, _MISSING)
+
+
+def build_user_identities(customer: Mapping[str, Any], rules: IdentityRules) -> dict[str, str]:
+    """The batch's `user_identities`; raises 422 NO_IDENTITY when the customer yields none."""
+    identities: dict[str, str] = {}
+    if not rules.sync_only_configured_identifiers:
+        customer_id = _identity_value(customer.get(CUSTOMER_ID_FIELD))
+        if customer_id is not None:
+            identities[DEFAULT_ID_IDENTITY] = customer_id
+        email = customer.get(EMAIL_FIELD)
+        if isinstance(email, str) and email.strip():
+            identities[DEFAULT_EMAIL_IDENTITY] = email
+    configured = _identity_value(customer.get(rules.loyalty_identifier_field))
+    if configured is not None:
+        identities[rules.customer_identifier_field] = configured
+    if not identities:
+        raise Unprocessable(
+            f"the customer yields no identity (expected {rules.loyalty_identifier_field!r}"
+            + ("" if rules.sync_only_configured_identifiers else ", 'id' or 'email'")
+            + ")",
+            code=ErrorCode.NO_IDENTITY,
+        )
+    return identities
+
+
+def ordering_key(customer: Mapping[str, Any], identities: Mapping[str, str]) -> str:
+    """The customer a message belongs to (its delivery order is kept per key): the customer id,
+    else the first identity sent."""
+    customer_id = _identity_value(customer.get(CUSTOMER_ID_FIELD))
+    if customer_id is not None:
+        return customer_id
+    return next(iter(identities.values()))
+
+
+def environment_for(development: bool) -> str:
+    """S2S `environment` of a tenant's batches."""
+    return "development" if development else "production"
+
+
+# --- attribute values ---------------------------------------------------------------------------
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def custom_attribute_value(value: Any) -> Any:
+    """S2S custom attributes are flat scalars: objects and lists are sent as compact JSON text."""
+    return value if _is_scalar(value) else _json_text(value)
+
+
+def user_attribute_value(value: Any) -> Any:
+    """User attributes may be scalars or lists of scalars; anything deeper is sent as JSON text."""
+    if _is_scalar(value):
+        return value
+    if isinstance(value, list) and all(_is_scalar(item) for item in value):
+        return value
+    return _json_text(value)
+
+
+def remote_attribute_name(remote_field: str) -> str:
+    """Reserved `$` names in the lower-case S2S spelling (matched case-insensitively); custom as named."""
+    return _RESERVED_BY_LOWER.get(remote_field.lower(), remote_field)
+
+
+def build_user_attributes(customer: Mapping[str, Any], sync_fields: Iterable[SyncFieldRule]) -> dict[str, Any]:
+    """`user_attributes` from every sync field whose loyalty field is present in the customer."""
+    attributes: dict[str, Any] = {}
+    for rule in sync_fields:
+        value = customer_field(customer, rule.loyalty_field)
+        if value is not _MISSING:
+            attributes[remote_attribute_name(rule.remote_field)] = user_attribute_value(value)
+    return attributes
+
+
+# --- templates ----------------------------------------------------------------------------------
+# Same semantics as the inbound templates (shared/mapping/templates.py), over the event's `data`.
+
+
+def lookup_path(data: Any, path: str) -> Any:
+    """`name` as a key of `data`, else a dotted path (`a.b.0`) through objects and lists; _MISSING."""
+    path = path.strip()
+    if isinstance(data, Mapping) and path in data:
+        return data[path]
+    current = data
+    for part in path.split("."):
+        if isinstance(current, Mapping) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and _DIGITS.fullmatch(part) and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return _MISSING
+    return current
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else _json_text(value)
+
+
+def render_template(template: Any, data: Mapping[str, Any]) -> Any:
+    """Exactly `{x}` keeps the referenced JSON value; text with placeholders is interpolated;
+    anything else is a literal. Returns _MISSING when a reference is missing."""
+    if not isinstance(template, str):
+        return template
+    whole = _PLACEHOLDER.fullmatch(template)
+    if whole:
+        return lookup_path(data, whole.group(1))
+    missing = False
+
+    def substitute(match: re.Match[str]) -> str:
+        nonlocal missing
+        value = lookup_path(data, match.group(1))
+        if value is _MISSING:
+            missing = True
+            return ""
+        return _as_text(value)
+
+    rendered = _PLACEHOLDER.sub(substitute, template)
+    return _MISSING if missing else rendered
+
+
+def render_custom_attributes(templates: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    """Custom attributes of an external event: each template rendered over `data`; a missing
+    reference omits the attribute; values are flattened for S2S."""
+    attributes: dict[str, Any] = {}
+    for name, template in templates.items():
+        value = render_template(template, data)
+        if value is not _MISSING:
+            attributes[name] = custom_attribute_value(value)
+    return attributes
+
+
+# --- timestamps ---------------------------------------------------------------------------------
+
+
+def timestamp_ms(value: int | float | str) -> int:
+    """Unix milliseconds from epoch milliseconds (number or digits) or an ISO 8601 date-time
+    (UTC when it has no offset). Raises ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("a timestamp cannot be a boolean")
+    if isinstance(value, int | float):
+        millis = int(value)
+    elif _DIGITS.fullmatch(value.strip()):
+        millis = int(value.strip())
+    else:
+        parsed = datetime.fromisoformat(value.strip())
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        millis = int(parsed.timestamp() * 1000)
+    if millis < 0:
+        raise ValueError("a timestamp cannot be before 1970")
+    return millis
+
+
+# --- batches ------------------------------------------------------------------------------------
+
+
+def encode_batch(batch: Mapping[str, Any]) -> bytes:
+    """The JSON bytes sent for a batch (compact)."""
+    return orjson.dumps(batch)
+
+
+def check_batch_size(batch: Mapping[str, Any]) -> None:
+    """422 BATCH_TOO_LARGE when one batch is over S2S's 128 KB."""
+    size = len(encode_batch(batch))
+    if size > MAX_BATCH_BYTES:
+        raise Unprocessable(
+            f"the S2S batch would be {size} bytes; mParticle accepts at most {MAX_BATCH_BYTES}",
+            code=ErrorCode.BATCH_TOO_LARGE,
+        )
+
+
+def _custom_event(
+    event_name: str, custom_event_type: str, custom_attributes: dict[str, Any], occurred_at_ms: int, new_id: IdFactory
+) -> dict[str, Any]:
+    return {
+        "event_type": "custom_event",
+        "data": {
+            "event_name": event_name,
+            "custom_event_type": custom_event_type,
+            "timestamp_unixtime_ms": occurred_at_ms,
+            "source_message_id": new_id(),
+            "custom_attributes": custom_attributes,
+        },
+    }
+
+
+def _draft(
+    kind: OutboundKind,
+    customer: Mapping[str, Any],
+    rules: IdentityRules,
+    new_id: IdFactory,
+    **content: Any,
+) -> OutboundDraft:
+    identities = build_user_identities(customer, rules)
+    batch = {
+        "environment": environment_for(rules.development),
+        "source_request_id": new_id(),
+        "user_identities": identities,
+        **content,
+    }
+    check_batch_size(batch)
+    return OutboundDraft(kind=kind, customer_id=ordering_key(customer, identities), batch=batch)
+
+
+def customer_update_draft(
+    customer: Mapping[str, Any], rules: IdentityRules, sync_fields: Iterable[SyncFieldRule], new_id: IdFactory
+) -> OutboundDraft:
+    """A customer update: identities plus the synced `user_attributes`."""
+    return _draft(
+        "customer_update", customer, rules, new_id, user_attributes=build_user_attributes(customer, sync_fields)
+    )
+
+
+def event_draft(
+    customer: Mapping[str, Any],
+    action: str,
+    data: Mapping[str, Any],
+    occurred_at_ms: int,
+    rules: IdentityRules,
+    external_events: Iterable[ExternalEventRule],
+    new_id: IdFactory,
+) -> OutboundDraft | None:
+    """A loyalty event: one custom event per external event mapping `action` (in configured
+    order); None when no external event maps it (the call is skipped)."""
+    matching = [rule for rule in external_events if rule.loyalty_event == action]
+    if not matching:
+        return None
+    # Identities first: a customer without identity is refused before any id is drawn.
+    build_user_identities(customer, rules)
+    events = [
+        _custom_event(
+            rule.event_name,
+            rule.custom_event_type,
+            render_custom_attributes(rule.attributes, data),
+            occurred_at_ms,
+            new_id,
+        )
+        for rule in matching
+    ]
+    return _draft("event", customer, rules, new_id, events=events)
+
+
+def marketing_communication_draft(
+    customer: Mapping[str, Any],
+    event_name: str,
+    event_type: str,
+    data: Mapping[str, Any],
+    occurred_at_ms: int,
+    rules: IdentityRules,
+    new_id: IdFactory,
+) -> OutboundDraft:
+    """The workflow action "Trigger marketing communication": one custom event with `data` as
+    its custom attributes."""
+    attributes = {name: custom_attribute_value(value) for name, value in data.items()}
+    event = _custom_event(event_name, event_type, attributes, occurred_at_ms, new_id)
+    return _draft("marketing_communication", customer, rules, new_id, events=[event])
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+def bulk_request_size(batch_sizes: Sequence[int]) -> int:
+    """Bytes of a JSON array holding batches of these encoded sizes."""
+    return 2 + sum(batch_sizes) + max(len(batch_sizes) - 1, 0)
+
+
+def plan_requests(
+    batch_sizes: Sequence[int],
+    *,
+    max_batches: int = MAX_BULK_BATCHES,
+    max_request_bytes: int = MAX_REQUEST_BYTES,
+) -> list[list[int]]:
+    """Group batches (by index, order kept) into requests of at most `max_batches` batches and
+    under `max_request_bytes` each. A group of one is sent alone to /v2/events."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    current_bytes = 2
+    for index, size in enumerate(batch_sizes):
+        added = size + (1 if current else 0)
+        if current and (len(current) >= max_batches or current_bytes + added >= max_request_bytes):
+            groups.append(current)
+            current, current_bytes, added = [], 2, size
+        current.append(index)
+        current_bytes += added
+    if current:
+        groups.append(current)
+    return groups

@@ -1,0 +1,1 @@
+"""mParticle server-to-server (S2S) protocol constants shared by the proxy and the worker."""
