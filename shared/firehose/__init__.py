@@ -1,0 +1,1 @@
+"""mParticle Firehose wire format: request models, the registration response and typed responses."""

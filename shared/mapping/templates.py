@@ -1,0 +1,112 @@
+"""Attribute templates of inbound mappings (CONTRACT §3). Pure: no I/O, no clock.
+
+A template value is rendered against one Firehose event and its whole message (the batch):
+
+- exactly `{path}`: the referenced value with its JSON type (`{points}` -> "500", `{event.total_amount}` -> 11);
+- text mixing `{path}` placeholders: interpolated as text (strings as they are, other values as
+  their JSON text): `"order {transaction_id} in {currency_code}"` -> `"order T-1 in USD"`;
+- anything else is a literal: a string without placeholders, and every non-string JSON value.
+
+Paths: `{name}` is the event's `attributes[name]`, else the event's own field `name` (the name is
+taken whole, so attribute keys containing dots work); `{event.a.b}` walks the event and
+`{batch.a.b}` the whole message, through objects by key and lists by index (`{event.products.0.id}`).
+A reference that resolves to nothing omits the attribute, also inside interpolated text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+import orjson
+
+EVENT_PREFIX: Final = "event."
+BATCH_PREFIX: Final = "batch."
+
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+
+
+class _Missing:
+    """Marks a reference that resolved to nothing (distinct from a JSON null)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+
+def walk_path(root: Any, path: str) -> Any:
+    """Follow a dotted path through objects (by key) and lists (by index); MISSING when it breaks."""
+    current = root
+    for segment in path.split("."):
+        if isinstance(current, Mapping):
+            if segment not in current:
+                return MISSING
+            current = current[segment]
+        elif isinstance(current, list):
+            if not segment.isdigit():
+                return MISSING
+            index = int(segment)
+            if index >= len(current):
+                return MISSING
+            current = current[index]
+        else:
+            return MISSING
+    return current
+
+
+def resolve_reference(reference: str, event: Mapping[str, Any], batch: Mapping[str, Any]) -> Any:
+    """The value a placeholder's inner text refers to, or MISSING."""
+    reference = reference.strip()
+    if reference.startswith(EVENT_PREFIX):
+        return walk_path(event, reference[len(EVENT_PREFIX) :])
+    if reference.startswith(BATCH_PREFIX):
+        return walk_path(batch, reference[len(BATCH_PREFIX) :])
+    attributes = event.get("attributes")
+    if isinstance(attributes, Mapping) and reference in attributes:
+        return attributes[reference]
+    if reference in event:
+        return event[reference]
+    return MISSING
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+def render_value(template: Any, event: Mapping[str, Any], batch: Mapping[str, Any]) -> Any:
+    """Render one template value; MISSING when a reference in it resolves to nothing."""
+    if not isinstance(template, str):
+        return template
+    whole = _PLACEHOLDER.fullmatch(template)
+    if whole is not None and whole.group(1).strip():
+        return resolve_reference(whole.group(1), event, batch)
+    pieces: list[str] = []
+    position = 0
+    for match in _PLACEHOLDER.finditer(template):
+        if not match.group(1).strip():
+            continue  # "{ }" is text, not a reference
+        value = resolve_reference(match.group(1), event, batch)
+        if value is MISSING:
+            return MISSING
+        pieces.append(template[position : match.start()])
+        pieces.append(_as_text(value))
+        position = match.end()
+    pieces.append(template[position:])
+    return "".join(pieces)
+
+
+def render_attributes(
+    templates: Mapping[str, Any], event: Mapping[str, Any], batch: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Render every attribute template; attributes whose reference is missing are left out."""
+    rendered: dict[str, Any] = {}
+    for name, template in templates.items():
+        value = render_value(template, event, batch)
+        if value is not MISSING:
+            rendered[name] = value
+    return rendered
