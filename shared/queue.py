@@ -94,11 +94,15 @@ class JobQueue:
 
     async def enqueue(self, job: QueuedJob) -> bool:
         """Enqueue `job`; False when a job with that id is already queued or has a result."""
-        now_ms = int(time.time() * 1000)
+        now_ns = time.time_ns()
+        now_ms = now_ns // 1_000_000
         payload = serialize_job({"t": 1, "f": str(job.function), "a": list(job.args), "k": {}, "et": now_ms})
+        # The sub-millisecond fraction keeps arrival order among jobs enqueued within the same
+        # millisecond (Redis orders equal scores by member, i.e. by job id).
+        score = priority_score(job.priority, now_ms) + (now_ns % 1_000_000) / 1_000_000
         added = await self._script(
             keys=[JOB_KEY_PREFIX + job.job_id, RESULT_KEY_PREFIX + job.job_id, self.queue_name],
-            args=[payload, JOB_EXPIRES_MS, priority_score(job.priority, now_ms), job.job_id],
+            args=[payload, JOB_EXPIRES_MS, score, job.job_id],
         )
         return bool(added)
 

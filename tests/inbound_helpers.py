@@ -1,0 +1,137 @@
+"""Helpers of the inbound tests: Firehose messages for a test tenant, posting them, reading results.
+
+Assertions on stored records go through the admin read routes where a test is about what an
+operator sees; helpers here read PostgreSQL directly only for what no route exposes (the queue,
+processed requests)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.models import IncomingError
+from tests.factories import TenantFixture
+
+SAMPLES = Path(__file__).resolve().parent / "data" / "firehose"
+FIREHOSE_PATH = "/mparticle/firehose"
+
+
+def account(tenant: TenantFixture | str, token: str | None = None) -> dict[str, Any]:
+    """The account block mParticle sends for a tenant (its id and, by default, its inbound token)."""
+    if isinstance(tenant, str):
+        return {"account_id": 123456, "account_settings": {"loyaltyEnvironment": tenant, "authenticationToken": token}}
+    settings = {"loyaltyEnvironment": tenant.id, "authenticationToken": token or tenant.inbound_token}
+    return {"account_id": 123456, "account_settings": settings}
+
+
+def sample(name: str, tenant: TenantFixture | None = None, *, fresh_id: bool = True) -> dict[str, Any]:
+    """A sample from tests/data/firehose with the tenant's account settings (and a fresh request id)."""
+    payload: dict[str, Any] = json.loads((SAMPLES / name).read_text())
+    if tenant is not None:
+        payload["account"] = account(tenant)
+    if fresh_id:
+        payload["id"] = str(uuid.uuid4())
+    return payload
+
+
+def identity(kind: str, value: str, encoding: str = "raw") -> dict[str, str]:
+    return {"type": kind, "encoding": encoding, "value": value}
+
+
+def custom_event(name: str, attributes: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    return {
+        "type": "custom_event",
+        "id": str(uuid.uuid4()),
+        "timestamp_ms": 1714592744066,
+        "name": name,
+        "custom_event_type": "other",
+        "attributes": attributes or {},
+        **fields,
+    }
+
+
+def event_request(
+    tenant: TenantFixture,
+    *events: dict[str, Any],
+    customer: str | None = None,
+    identities: list[dict[str, str]] | None = None,
+    request_id: str | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """An event_processing_request for `tenant` from the customer identity `customer`."""
+    return {
+        "type": "event_processing_request",
+        "id": request_id or str(uuid.uuid4()),
+        "timestamp_ms": 1714592744066,
+        "firehose_version": "3.2.0",
+        "account": account(tenant),
+        "user_identities": identities if identities is not None else [identity("customer", customer or "C-1")],
+        "events": list(events),
+        **fields,
+    }
+
+
+def membership_request(tenant: TenantFixture, *profiles: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "audience_membership_change_request",
+        "id": str(uuid.uuid4()),
+        "timestamp_ms": 1714592744065,
+        "firehose_version": "3.2.0",
+        "account": account(tenant),
+        "user_profiles": list(profiles),
+    }
+
+
+def profile(customer: str, *audiences: tuple[int, str, str]) -> dict[str, Any]:
+    """A user profile with audiences given as (audience_id, audience_name, action)."""
+    return {
+        "user_identities": [identity("customer", customer)],
+        "audiences": [{"audience_id": aid, "audience_name": name, "action": action} for aid, name, action in audiences],
+    }
+
+
+def subscription_request(tenant: TenantFixture, audience_id: int, name: str, action: str) -> dict[str, Any]:
+    return {
+        "type": "audience_subscription_request",
+        "id": str(uuid.uuid4()),
+        "timestamp_ms": 1714592744066,
+        "firehose_version": "3.2.0",
+        "account": account(tenant),
+        "audience_id": audience_id,
+        "audience_name": name,
+        "action": action,
+    }
+
+
+async def post_firehose(
+    client: httpx.AsyncClient, payload: Any, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return await client.post(
+        FIREHOSE_PATH, content=body, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+
+
+async def refresh_configs(app: FastAPI) -> None:
+    """Make the proxy see tenants created after it started (instead of waiting for its poll)."""
+    await app.state.proxy.tenant_configs.refresh()
+
+
+async def logged_errors(sessionmaker: async_sessionmaker[AsyncSession], tenant_id: str) -> list[IncomingError]:
+    async with sessionmaker() as session:
+        rows = await session.scalars(
+            select(IncomingError).where(IncomingError.tenant_id == tenant_id).order_by(IncomingError.id)
+        )
+        return list(rows)
+
+
+def deep_copy(payload: dict[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(payload)
