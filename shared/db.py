@@ -32,6 +32,9 @@ def create_engine(settings: Settings, *, application_name: str, pool_size: int =
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
+        # Statement parameters carry secrets (S2S api_secret, inbound tokens): keep them out of
+        # exception messages, which end up in logs.
+        hide_parameters=True,
         connect_args={
             "server_settings": {"application_name": application_name},
             "command_timeout": 30,
