@@ -32,6 +32,9 @@ from shared.tenant_config import bump_config_revision
 
 ConfigListModel = TypeVar("ConfigListModel", SyncField, ExternalEvent, InboundMapping)
 
+# Recorded as last_error on the waiting outbound messages a disconnect cancels.
+DISCONNECT_REASON = "cancelled: the tenant was disconnected"
+
 # What GET inbound-settings shows before the first PUT (CONTRACT §3 defaults).
 DEFAULT_INBOUND_SETTINGS: dict[str, Any] = {
     "customer_identifier_field": "customer",
@@ -278,7 +281,7 @@ class TenantRepository:
         cancelled = await self._session.scalars(
             update(OutboundMessage)
             .where(OutboundMessage.tenant_id == tenant_id, OutboundMessage.status.in_(WAITING_STATUSES))
-            .values(status="cancelled", next_attempt_at=None)
+            .values(status="cancelled", last_error=DISCONNECT_REASON, next_attempt_at=None, lease_expires_at=None)
             .returning(OutboundMessage.id)
         )
         await bump_config_revision(self._session, tenant_id)

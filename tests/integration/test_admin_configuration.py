@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from shared.models import Customer, OutboundMessage, OutboundSettings, Tenant
+from shared.repositories.tenants import DISCONNECT_REASON
 from shared.tenant_config import TenantConfigCache
 from tests.integration.admin_helpers import (
     OUTBOUND_BODY,
@@ -445,7 +447,11 @@ class TestDisconnect:
         async with sessionmaker() as session:
             session.add(Customer(tenant_id=tenant_id, id="c-1", status="active", attributes={}))
             for status in ("queued", "retrying", "delivered", "failed", "cancelled"):
-                session.add(outbound_message(tenant_id, status, last_error=f"was {status}"))
+                # A message a worker is sending right now holds a lease; a disconnect cancels it too.
+                lease = {"lease_expires_at": datetime.now(UTC) + timedelta(minutes=1)} if status == "retrying" else {}
+                session.add(
+                    outbound_message(tenant_id, status, customer_id=f"was {status}", last_error="HTTP 503", **lease)
+                )
             await session.commit()
 
         response = await client.delete(url(tenant_id, "connection"), headers=admin_headers)
@@ -460,16 +466,17 @@ class TestDisconnect:
             messages = (
                 await session.scalars(select(OutboundMessage).where(OutboundMessage.tenant_id == tenant_id))
             ).all()
-        by_origin = {message.last_error: message for message in messages}
-        assert {origin: message.status for origin, message in by_origin.items()} == {
-            "was queued": "cancelled",
-            "was retrying": "cancelled",
-            "was delivered": "delivered",
-            "was failed": "failed",
-            "was cancelled": "cancelled",
+        by_origin = {message.customer_id: message for message in messages}
+        assert {origin: (message.status, message.last_error) for origin, message in by_origin.items()} == {
+            "was queued": ("cancelled", DISCONNECT_REASON),
+            "was retrying": ("cancelled", DISCONNECT_REASON),
+            "was delivered": ("delivered", "HTTP 503"),
+            "was failed": ("failed", "HTTP 503"),
+            "was cancelled": ("cancelled", "HTTP 503"),
         }
         assert by_origin["was queued"].next_attempt_at is None
         assert by_origin["was retrying"].next_attempt_at is None
+        assert by_origin["was retrying"].lease_expires_at is None
         assert by_origin["was delivered"].delivered_at is not None
 
         assert_error(await client.get(url(tenant_id, "outbound-settings"), headers=admin_headers), 404, "NOT_FOUND")
