@@ -38,6 +38,7 @@ class JobName(StrEnum):
     PROCESS_FIREHOSE = "process_firehose"
     DELIVER_OUTBOUND = "deliver_outbound"
     PURGE_ERROR_LOG = "purge_error_log"
+    PURGE_PROCESSED_REQUESTS = "purge_processed_requests"
 
 
 def priority_score(priority: int, enqueued_at_ms: int) -> int:

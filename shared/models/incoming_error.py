@@ -1,27 +1,28 @@
-"""The incoming error log (CONTRACT §4)."""
+"""The incoming error log (CONTRACT §4).
+
+Every list sort is a keyset on (sort key, id), so each sortable field has a (tenant_id, key, id)
+index; filters with the default sort (-logged_at) use (tenant_id, filter, logged_at, id) indexes,
+and the message substring filter a pg_trgm GIN index. Migration 0002 creates them.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, Text, func
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import BigInteger, ColumnElement, DateTime, ForeignKey, Index, String, Text, func, literal_column
+from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base
 
+# Sorting by message uses this many leading characters: btree entries are size-limited, and the
+# index must accept a message of any length.
+MESSAGE_SORT_PREFIX_CHARS = 200
+
 
 class IncomingError(Base):
     __tablename__ = "incoming_error"
-    __table_args__ = (
-        Index("ix_incoming_error_tenant_logged", "tenant_id", "logged_at", "id"),
-        Index("ix_incoming_error_tenant_created", "tenant_id", "created_at", "id"),
-        Index("ix_incoming_error_tenant_request", "tenant_id", "request_id"),
-        Index("ix_incoming_error_tenant_code", "tenant_id", "error_code", "logged_at", "id"),
-        Index("ix_incoming_error_tenant_source", "tenant_id", "source", "logged_at", "id"),
-        Index("ix_incoming_error_logged_at", "logged_at"),
-    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False)
@@ -31,5 +32,50 @@ class IncomingError(Base):
     source: Mapped[str] = mapped_column(String(32), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     logged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
-    # The request as received, with account_settings.authenticationToken redacted.
-    payload: Mapped[Any | None] = mapped_column(JSONB(none_as_null=True), nullable=True)
+    # The request as received (plain JSON keeps its key order for the download), with
+    # account_settings.authenticationToken redacted.
+    payload: Mapped[Any | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+
+
+def request_id_sort_key() -> ColumnElement[str]:
+    """The request_id sort expression: a missing request id sorts as the empty string."""
+    # Literals, not bound parameters: the planner matches the query's expression to the index's.
+    return func.coalesce(IncomingError.request_id, literal_column("''"), type_=String)
+
+
+def message_sort_key() -> ColumnElement[str]:
+    """The message sort expression: its first MESSAGE_SORT_PREFIX_CHARS characters."""
+    return func.left(IncomingError.message, literal_column(str(MESSAGE_SORT_PREFIX_CHARS)), type_=Text)
+
+
+# Sort keys, each as (tenant_id, key, id). The retention purge also walks the logged_at one, tenant
+# by tenant: a logged_at-only index would tempt the planner into scanning every tenant's rows.
+Index("ix_incoming_error_tenant_logged", IncomingError.tenant_id, IncomingError.logged_at, IncomingError.id)
+Index("ix_incoming_error_tenant_created", IncomingError.tenant_id, IncomingError.created_at, IncomingError.id)
+Index("ix_incoming_error_tenant_id_key", IncomingError.tenant_id, IncomingError.id)
+Index("ix_incoming_error_tenant_request", IncomingError.tenant_id, request_id_sort_key(), IncomingError.id)
+Index("ix_incoming_error_tenant_code_id", IncomingError.tenant_id, IncomingError.error_code, IncomingError.id)
+Index("ix_incoming_error_tenant_source_id", IncomingError.tenant_id, IncomingError.source, IncomingError.id)
+Index("ix_incoming_error_tenant_message", IncomingError.tenant_id, message_sort_key(), IncomingError.id)
+# Equality filters under the default sort (-logged_at).
+Index(
+    "ix_incoming_error_tenant_code",
+    IncomingError.tenant_id,
+    IncomingError.error_code,
+    IncomingError.logged_at,
+    IncomingError.id,
+)
+Index(
+    "ix_incoming_error_tenant_source",
+    IncomingError.tenant_id,
+    IncomingError.source,
+    IncomingError.logged_at,
+    IncomingError.id,
+)
+# Case-insensitive substring search on message (ILIKE '%…%').
+Index(
+    "ix_incoming_error_message_trgm",
+    IncomingError.message,
+    postgresql_using="gin",
+    postgresql_ops={"message": "gin_trgm_ops"},
+)

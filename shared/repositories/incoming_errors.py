@@ -1,0 +1,240 @@
+"""Reading and purging the incoming error log (writing is shared/error_log.record_incoming_error).
+
+A list page is a keyset on (sort key, id) within one tenant: the page after a position holds the
+rows strictly beyond it in (key, id) order. Keys never change once written, so rows that existed
+when paging started are each served exactly once while new entries arrive. Every sort key has a
+(tenant_id, key, id) index (migration 0002), so a page is an index range scan whatever the depth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, CursorResult, Delete, Select, any_, delete, func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.models import IncomingError, Tenant
+from shared.models.incoming_error import message_sort_key, request_id_sort_key
+
+LIKE_ESCAPE = "\\"
+
+
+class SortField(StrEnum):
+    """The fields a list can be sorted by."""
+
+    ID = "id"
+    REQUEST_ID = "request_id"
+    ERROR_CODE = "error_code"
+    MESSAGE = "message"
+    SOURCE = "source"
+    CREATED_AT = "created_at"
+    LOGGED_AT = "logged_at"
+
+
+TIMESTAMP_SORT_FIELDS = frozenset({SortField.CREATED_AT, SortField.LOGGED_AT})
+
+
+@dataclass(frozen=True)
+class ListOrder:
+    """A sort field and its direction."""
+
+    field: SortField
+    descending: bool
+
+
+@dataclass(frozen=True)
+class IncomingErrorFilters:
+    """Optional conditions; all given ones must hold. Timestamp bounds are inclusive."""
+
+    source: str | None = None
+    error_code: str | None = None
+    request_id: str | None = None
+    message_contains: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    logged_from: datetime | None = None
+    logged_to: datetime | None = None
+
+
+@dataclass(frozen=True)
+class KeysetPosition:
+    """The last row served: its sort key value (as the database compares it) and its id."""
+
+    sort_value: str | int | datetime
+    id: int
+
+
+@dataclass(frozen=True)
+class IncomingErrorSummary:
+    """One list row (no payload) with the sort key value that positions it."""
+
+    id: int
+    request_id: str | None
+    error_code: str
+    message: str
+    source: str
+    created_at: datetime
+    logged_at: datetime
+    sort_value: str | int | datetime
+
+    @property
+    def position(self) -> KeysetPosition:
+        return KeysetPosition(sort_value=self.sort_value, id=self.id)
+
+
+def sort_key(field: SortField) -> ColumnElement[Any]:
+    """The SQL expression a field sorts by (the same expression its index is built on)."""
+    expressions: dict[SortField, ColumnElement[Any]] = {
+        SortField.ID: IncomingError.id.expression,
+        SortField.REQUEST_ID: request_id_sort_key(),
+        SortField.ERROR_CODE: IncomingError.error_code.expression,
+        SortField.MESSAGE: message_sort_key(),
+        SortField.SOURCE: IncomingError.source.expression,
+        SortField.CREATED_AT: IncomingError.created_at.expression,
+        SortField.LOGGED_AT: IncomingError.logged_at.expression,
+    }
+    return expressions[field]
+
+
+def escape_like(text: str) -> str:
+    """`text` with LIKE wildcards escaped, to match it literally (with ESCAPE LIKE_ESCAPE)."""
+    return text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", LIKE_ESCAPE + "%").replace("_", LIKE_ESCAPE + "_")
+
+
+def _filter_conditions(filters: IncomingErrorFilters) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if filters.source is not None:
+        conditions.append(IncomingError.source == filters.source)
+    if filters.error_code is not None:
+        conditions.append(IncomingError.error_code == filters.error_code)
+    if filters.request_id is not None:
+        # Written on the indexed expression; the same as request_id = … for a non-empty value.
+        conditions.append(request_id_sort_key() == filters.request_id)
+    if filters.message_contains is not None:
+        pattern = f"%{escape_like(filters.message_contains)}%"
+        conditions.append(IncomingError.message.ilike(pattern, escape=LIKE_ESCAPE))
+    if filters.created_from is not None:
+        conditions.append(IncomingError.created_at >= filters.created_from)
+    if filters.created_to is not None:
+        conditions.append(IncomingError.created_at <= filters.created_to)
+    if filters.logged_from is not None:
+        conditions.append(IncomingError.logged_at >= filters.logged_from)
+    if filters.logged_to is not None:
+        conditions.append(IncomingError.logged_at <= filters.logged_to)
+    return conditions
+
+
+def _after(order: ListOrder, position: KeysetPosition) -> ColumnElement[bool]:
+    """Rows strictly beyond `position` in the list's order (a row comparison the index can seek)."""
+    if order.field is SortField.ID:
+        return IncomingError.id < position.id if order.descending else IncomingError.id > position.id
+    key = tuple_(sort_key(order.field), IncomingError.id)
+    # A plain tuple on the right binds each value with its column's type.
+    bound = (position.sort_value, position.id)
+    return key < bound if order.descending else key > bound
+
+
+def page_statement(
+    tenant_id: str,
+    *,
+    filters: IncomingErrorFilters,
+    order: ListOrder,
+    after: KeysetPosition | None,
+    limit: int,
+) -> Select[Any]:
+    """The SELECT of one list page (a function of its own so its plan can be examined)."""
+    key = sort_key(order.field)
+    conditions = [IncomingError.tenant_id == tenant_id, *_filter_conditions(filters)]
+    if after is not None:
+        conditions.append(_after(order, position=after))
+    if order.field is SortField.ID:
+        ordering = [IncomingError.id.desc() if order.descending else IncomingError.id.asc()]
+    elif order.descending:
+        ordering = [key.desc(), IncomingError.id.desc()]
+    else:
+        ordering = [key.asc(), IncomingError.id.asc()]
+    return (
+        select(
+            IncomingError.id,
+            IncomingError.request_id,
+            IncomingError.error_code,
+            IncomingError.message,
+            IncomingError.source,
+            IncomingError.created_at,
+            IncomingError.logged_at,
+            key.label("sort_value"),
+        )
+        .where(*conditions)
+        .order_by(*ordering)
+        .limit(limit)
+    )
+
+
+def expired_tenants_statement(cutoff: datetime) -> Select[Any]:
+    """The tenants holding entries logged before `cutoff`: one index probe per tenant."""
+    expired = select(IncomingError.id).where(IncomingError.tenant_id == Tenant.id, IncomingError.logged_at < cutoff)
+    return select(Tenant.id).where(expired.exists()).order_by(Tenant.id)
+
+
+def purge_batch_statement(tenant_id: str, cutoff: datetime, limit: int) -> Delete:
+    """DELETE up to `limit` of the tenant's oldest entries logged before `cutoff`.
+
+    Rows another purge has locked are skipped, so concurrent purges never wait on each other. The ids
+    go through ARRAY(...) so they are looked up by primary key: `id IN (subquery)` let the planner
+    hash-join against a sequential scan of the whole table.
+    """
+    oldest = (
+        select(IncomingError.id)
+        .where(IncomingError.tenant_id == tenant_id, IncomingError.logged_at < cutoff)
+        .order_by(IncomingError.logged_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        delete(IncomingError)
+        .where(IncomingError.id == any_(func.array(oldest.scalar_subquery())))
+        .execution_options(synchronize_session=False)
+    )
+
+
+class IncomingErrorRepository:
+    """The incoming error log of every tenant; each read is scoped to one tenant."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def list_page(
+        self,
+        tenant_id: str,
+        *,
+        filters: IncomingErrorFilters,
+        order: ListOrder,
+        after: KeysetPosition | None,
+        limit: int,
+    ) -> list[IncomingErrorSummary]:
+        """Up to `limit` entries of the tenant matching `filters`, in `order`, beyond `after`."""
+        statement = page_statement(tenant_id, filters=filters, order=order, after=after, limit=limit)
+        rows = (await self.session.execute(statement)).mappings().all()
+        return [IncomingErrorSummary(**row) for row in rows]
+
+    async def find(self, tenant_id: str, error_id: int) -> IncomingError | None:
+        """One entry of the tenant, with its payload; None when absent or another tenant's."""
+        statement = select(IncomingError).where(IncomingError.tenant_id == tenant_id, IncomingError.id == error_id)
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def tenant_exists(self, tenant_id: str) -> bool:
+        """Whether the tenant exists (an unknown tenant's log is a 404, not an empty list)."""
+        found = await self.session.execute(select(Tenant.id).where(Tenant.id == tenant_id))
+        return found.first() is not None
+
+    async def tenants_with_entries_logged_before(self, cutoff: datetime) -> list[str]:
+        """Ids of the tenants holding entries logged before `cutoff`."""
+        return list((await self.session.execute(expired_tenants_statement(cutoff))).scalars())
+
+    async def delete_logged_before(self, tenant_id: str, cutoff: datetime, *, limit: int) -> int:
+        """Delete up to `limit` of the tenant's oldest entries logged before `cutoff`; the count deleted."""
+        result = cast(CursorResult[Any], await self.session.execute(purge_batch_statement(tenant_id, cutoff, limit)))
+        return result.rowcount
