@@ -11,6 +11,10 @@ from shared.settings import Settings
 
 
 def _proxy(settings: Settings) -> None:
+    # Checked first so a missing variable is a clear exit 2, not a failed application start-up.
+    settings.require_admin_api_key()
+    settings.require_database_url()
+    settings.require_redis_url()
     import uvicorn
 
     from proxy.app import create_app
