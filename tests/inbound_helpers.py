@@ -135,3 +135,50 @@ async def logged_errors(sessionmaker: async_sessionmaker[AsyncSession], tenant_i
 
 def deep_copy(payload: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(payload)
+
+
+class AdminReader:
+    """Reads records the way an operator does: through the admin API."""
+
+    def __init__(self, client: httpx.AsyncClient, headers: dict[str, str], tenant_id: str) -> None:
+        self.client = client
+        self.headers = headers
+        self.base = f"/api/v1/tenants/{tenant_id}"
+
+    async def get(self, path: str, **params: Any) -> Any:
+        response = await self.client.get(self.base + path, headers=self.headers, params=params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def all_items(self, path: str, **params: Any) -> list[dict[str, Any]]:
+        """Every item of a paginated list, following next_cursor."""
+        items: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = await self.get(path, **params, **({"cursor": cursor} if cursor else {}))
+            items.extend(page["items"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return items
+
+    async def customers(self, **params: Any) -> list[dict[str, Any]]:
+        return await self.all_items("/customers", **params)
+
+    async def customer(self, customer_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.get(f"/customers/{customer_id}")
+        return result
+
+    async def ledger(self, customer_id: str) -> list[dict[str, Any]]:
+        return await self.all_items(f"/customers/{customer_id}/events", limit=500)
+
+    async def lists(self) -> list[dict[str, Any]]:
+        return await self.all_items("/lists")
+
+    async def members(self, list_id: int) -> list[str]:
+        return [member["customer_id"] for member in await self.all_items(f"/lists/{list_id}/members")]
+
+
+def logged_payload(entry: IncomingError) -> dict[str, Any]:
+    """The request payload stored with an error log entry."""
+    assert isinstance(entry.payload, dict)
+    return entry.payload

@@ -1,0 +1,56 @@
+"""Admin API schemas of loyalty records: customers, their ledger, customer lists and members."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CustomerStatus = Literal["active", "inactive"]
+ListStatus = Literal["active", "inactive"]
+
+
+class ReadModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class CustomerRead(ReadModel):
+    id: str
+    status: str
+    attributes: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class LedgerEventRead(ReadModel):
+    id: int
+    action: str
+    data: dict[str, Any]
+    source: str
+    request_id: str | None
+    source_event_id: str | None
+    occurred_at: datetime
+    recorded_at: datetime
+
+
+class CustomerListRead(BaseModel):
+    id: int
+    name: str
+    status: str
+    audience_id: int | None
+    member_count: int
+
+
+class CustomerListUpdate(BaseModel):
+    """`PATCH` body: only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=500)
+    status: ListStatus | None = None
+
+
+class ListMemberRead(ReadModel):
+    customer_id: str
+    added_at: datetime
