@@ -1,16 +1,38 @@
-"""The worker process: an arq Worker with our resources, kept alive through Redis outages."""
+"""The worker process: an arq Worker with our resources, kept alive through Redis outages.
+
+arq's Worker exits when it loses Redis (python-arq/arq issues 386, 435, 498), including at
+start-up. run_worker therefore runs one Worker at a time and, when one dies of a connection
+error, closes it without needing Redis and starts a fresh one after a short, growing delay.
+PostgreSQL outages never stop the worker: jobs that cannot reach it are retried (see the jobs).
+
+Crashed work: arq marks a started job "in progress" with a key that expires after the longest
+job timeout + 10 s (arq-wide, so one long cron job would make every job wait that long after a
+crash). Here the key is a lease instead: IN_PROGRESS_LEASE_SECONDS long and renewed every
+LEASE_RENEWAL_SECONDS for the jobs a live worker is running, so a job cut off by a crashed worker
+is taken up again within the lease (40 s, under the contract's 60 s), whatever the job timeouts.
+SIGINT/SIGTERM: no new jobs are taken, running ones get JOB_COMPLETION_WAIT_SECONDS to finish,
+the rest are cancelled (and re-run later: every job is idempotent).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
 import logging
+import signal
 from typing import Any
 
 import httpx
+from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
+from redis.asyncio import ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.db import create_engine, create_sessionmaker
-from shared.queue import JobQueue, create_arq_pool, deserialize_job, redis_settings, serialize_job
+from shared.queue import JobQueue, create_arq_pool, deserialize_job, serialize_job
 from shared.settings import Settings
 from shared.tenant_config import TenantConfigCache
 from worker.context import CONTEXT_KEY, WorkerContext, worker_context
@@ -18,16 +40,44 @@ from worker.jobs import CRON_JOBS, JOB_FUNCTIONS
 
 logger = logging.getLogger(__name__)
 
-# Seconds a SIGTERM waits for running jobs before they are cancelled (and re-queued by arq).
 JOB_COMPLETION_WAIT_SECONDS = 20
-RECONNECT_DELAY_SECONDS = 1.0
+DEFAULT_JOB_TIMEOUT_SECONDS = 30
+IN_PROGRESS_LEASE_SECONDS = 40
+LEASE_RENEWAL_SECONDS = 10
 MAX_CONCURRENT_JOBS = 20
+POLL_DELAY_SECONDS = 0.05
+RESTART_FIRST_DELAY_SECONDS = 0.5
+RESTART_MAX_DELAY_SECONDS = 5.0
+REDIS_CONNECT_TIMEOUT_SECONDS = 2.0
+# No command the worker sends blocks in Redis, so a reply slower than this means a hung server.
+REDIS_SOCKET_TIMEOUT_SECONDS = 10.0
 
 
-def build_worker(settings: Settings, *, burst: bool = False, handle_signals: bool = True) -> Worker:
+def create_worker_redis(settings: Settings) -> ArqRedis:
+    """The worker's Redis client: lazily connecting, with timeouts (arq's own pool has no read timeout)."""
+    pool = ConnectionPool.from_url(
+        settings.require_redis_url(),
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+        health_check_interval=30,
+    )
+    return ArqRedis(
+        connection_pool=pool,
+        job_serializer=serialize_job,
+        job_deserializer=deserialize_job,
+        default_queue_name=settings.queue_name,
+    )
+
+
+def build_worker(
+    settings: Settings, *, burst: bool = False, handle_signals: bool = True, max_jobs: int = MAX_CONCURRENT_JOBS
+) -> Worker:
     """An arq Worker bound to our queue, serializer, jobs and start-up/shut-down hooks."""
 
+    lease = InProgressLease()
+
     async def on_startup(ctx: dict[str, Any]) -> None:
+        lease.start(worker)
         engine = create_engine(settings, application_name="loyalty-bridge-worker")
         sessionmaker = create_sessionmaker(engine)
         tenant_configs = TenantConfigCache(sessionmaker, settings.config_cache_seconds)
@@ -46,65 +96,153 @@ def build_worker(settings: Settings, *, burst: bool = False, handle_signals: boo
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        await lease.stop()
         if CONTEXT_KEY not in ctx:
             return
         context = worker_context(ctx)
+        del ctx[CONTEXT_KEY]
         await context.tenant_configs.stop()
         await context.http.aclose()
         await context.engine.dispose()
 
-    return Worker(
+    worker = Worker(
         functions=JOB_FUNCTIONS or [_noop],
         cron_jobs=CRON_JOBS or None,
         queue_name=settings.queue_name,
-        redis_settings=redis_settings(settings),
+        redis_pool=create_worker_redis(settings),
         burst=burst,
         handle_signals=handle_signals,
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         job_completion_wait=JOB_COMPLETION_WAIT_SECONDS,
-        max_jobs=MAX_CONCURRENT_JOBS,
-        poll_delay=0.05,
+        job_timeout=DEFAULT_JOB_TIMEOUT_SECONDS,
+        max_jobs=max_jobs,
+        poll_delay=POLL_DELAY_SECONDS,
         job_serializer=serialize_job,
         job_deserializer=deserialize_job,
     )
+    worker.in_progress_timeout_s = IN_PROGRESS_LEASE_SECONDS  # what arq sets the key to at start
+    return worker
+
+
+class InProgressLease:
+    """Keeps the "in progress" keys of the jobs a worker is running alive, IN_PROGRESS_LEASE_SECONDS
+    at a time, so they expire soon after the worker dies rather than after the job timeout."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, worker: Worker) -> None:
+        self._task = asyncio.ensure_future(self._renew_forever(worker))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _renew_forever(self, worker: Worker) -> None:
+        lease_ms = IN_PROGRESS_LEASE_SECONDS * 1000
+        while True:
+            await asyncio.sleep(LEASE_RENEWAL_SECONDS)
+            running = list(worker.job_tasks)  # jobs executing right now (finished ones are removed)
+            if not running:
+                continue
+            try:
+                async with worker.pool.pipeline(transaction=False) as pipe:
+                    for job_id in running:
+                        pipe.pexpire(in_progress_key_prefix + job_id, lease_ms)
+                    await pipe.execute()
+            except Exception as exc:  # Redis is gone: run_worker restarts the worker
+                logger.debug("could not renew in-progress leases: %s", exc.__class__.__name__)
 
 
 async def _noop(ctx: dict[str, Any]) -> None:
     """Placeholder so a worker with no registered jobs can still start."""
 
 
-async def run_worker(settings: Settings) -> None:
-    """Run the worker until SIGINT/SIGTERM; a lost Redis connection restarts it instead of exiting."""
-    while True:
-        worker = build_worker(settings)
-        # arq's SIGINT/SIGTERM handler cancels `worker.main_task`, which only Worker.run() sets.
-        worker.main_task = asyncio.ensure_future(worker.main())
+class _Outcome(enum.Enum):
+    STOPPED = "stopped"
+    LOST_REDIS = "lost redis"
+
+
+async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None, handle_signals: bool = True) -> None:
+    """Run until SIGINT/SIGTERM (or until `stop` is set); survive Redis outages, also at start-up."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    delay = RESTART_FIRST_DELAY_SECONDS
+    try:
+        while not stop.is_set():
+            worker = build_worker(settings, handle_signals=False)
+            if await _run_once(worker, stop) is _Outcome.STOPPED:
+                return
+            logger.warning("worker restarts in %.1fs", delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, RESTART_MAX_DELAY_SECONDS)
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+
+async def _run_once(worker: Worker, stop: asyncio.Event) -> _Outcome:
+    """Run one arq Worker until a stop request (graceful) or a lost Redis connection."""
+    main = asyncio.ensure_future(worker.main())
+    worker.main_task = main  # arq's shutdown ends the worker by cancelling this task
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({main, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not main.done():
+        # Stop taking jobs, give running ones JOB_COMPLETION_WAIT_SECONDS, then cancel main.
+        worker.handle_sig_wait_for_completion(signal.SIGTERM)
+        await asyncio.wait({main})
+        if not main.cancelled() and main.exception() is not None:
+            logger.warning("worker ended with %r while stopping", main.exception())
+        await _close(worker)
+        return _Outcome.STOPPED
+    error = None if main.cancelled() else main.exception()
+    await _close(worker)
+    if error is None:
+        return _Outcome.STOPPED
+    if not is_connection_error(error):
+        raise error
+    logger.warning("worker lost its Redis connection (%s: %s)", error.__class__.__name__, error)
+    return _Outcome.LOST_REDIS
+
+
+async def _close(worker: Worker) -> None:
+    """Like arq's Worker.close(), but also when Redis is gone (arq's starts with a Redis call and
+    skips the shut-down hook when that fails)."""
+    running = [task for task in worker.tasks.values() if not task.done()]
+    if running:
+        _, unfinished = await asyncio.wait(running, timeout=JOB_COMPLETION_WAIT_SECONDS)
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+    redis: ArqRedis | None = worker._pool  # arq has no public "connected pool, if any"
+    if redis is not None:
+        with contextlib.suppress(Exception):
+            await redis.delete(worker.health_check_key)
+    if worker.on_shutdown is not None:
         try:
-            await worker.main_task
-            return
-        except asyncio.CancelledError:
-            return  # a signal stopped it cleanly (after letting running jobs finish)
-        except (TimeoutError, OSError, ConnectionError) as exc:
-            logger.warning(
-                "worker lost a connection (%s); restarting in %.0fs", exc.__class__.__name__, RECONNECT_DELAY_SECONDS
-            )
-        except Exception as exc:
-            if not _is_connection_error(exc):
-                raise
-            logger.warning(
-                "worker lost Redis (%s); restarting in %.0fs", exc.__class__.__name__, RECONNECT_DELAY_SECONDS
-            )
-        finally:
-            await worker.close()
-        await asyncio.sleep(RECONNECT_DELAY_SECONDS)
+            await worker.on_shutdown(worker.ctx)
+        except Exception:
+            logger.exception("worker shut-down hook failed")
+    if redis is not None:
+        with contextlib.suppress(Exception):
+            await redis.close(close_connection_pool=True)
+        worker._pool = None
 
 
-def _is_connection_error(exc: BaseException) -> bool:
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
-    return isinstance(exc, RedisConnectionError | RedisTimeoutError)
+def is_connection_error(error: BaseException) -> bool:
+    """A lost or refused Redis connection (redis-py's own errors, or the socket's)."""
+    return isinstance(error, RedisConnectionError | RedisTimeoutError | OSError | TimeoutError)
 
 
 __all__ = ["build_worker", "create_arq_pool", "run_worker"]

@@ -25,6 +25,7 @@ from tests.inbound_helpers import (
     deep_copy,
     event_request,
     logged_errors,
+    logged_payload,
     membership_request,
     post_firehose,
     refresh_configs,
@@ -210,8 +211,8 @@ async def test_invalid_message_of_a_known_tenant_is_logged(client, tenant, sessi
         ("proxy_request", "INVALID_MESSAGE", payload["id"]),
         ("proxy_request", "UNKNOWN_MESSAGE_TYPE", payload["id"]),
     ]
-    assert entries[0].payload["account"]["account_settings"]["authenticationToken"] == "[REDACTED]"
-    assert entries[0].payload["events"] == payload["events"]
+    assert logged_payload(entries[0])["account"]["account_settings"]["authenticationToken"] == "[REDACTED]"
+    assert logged_payload(entries[0])["events"] == payload["events"]
     assert await queued_jobs(redis, settings) == []
 
 
@@ -260,8 +261,8 @@ async def test_unauthenticated_requests_are_401(
     entries = await logged_errors(sessionmaker, tenant.id)
     if logged:
         assert [(e.source, e.error_code, e.request_id) for e in entries] == [("proxy_request", code, payload["id"])]
-        settings_logged = entries[0].payload["account"]["account_settings"]
-        assert tenant.inbound_token not in json.dumps(entries[0].payload)
+        settings_logged = logged_payload(entries[0])["account"]["account_settings"]
+        assert tenant.inbound_token not in json.dumps(logged_payload(entries[0]))
         assert settings_logged.get("authenticationToken") in (None, "[REDACTED]")
     else:
         assert entries == []
@@ -298,7 +299,7 @@ async def test_body_over_the_limit_is_413(limited_client) -> None:
 
 
 async def test_chunked_body_over_the_limit_is_413(limited_client) -> None:
-    async def chunks():
+    async def chunks() -> AsyncIterator[bytes]:
         yield b'{"type": "module_registration_request", "id": "x", "pad": "'
         for _ in range(10):
             yield b"a" * 500
@@ -369,5 +370,5 @@ async def test_queue_unavailable_is_503_and_logged(settings: Settings, sessionma
     assert [(e.source, e.error_code, e.request_id) for e in entries] == [
         ("proxy_forwarding", "QUEUE_UNAVAILABLE", payload["id"])
     ]
-    assert entries[0].payload["account"]["account_settings"]["authenticationToken"] == "[REDACTED]"
-    assert entries[0].payload["events"] == payload["events"]
+    assert logged_payload(entries[0])["account"]["account_settings"]["authenticationToken"] == "[REDACTED]"
+    assert logged_payload(entries[0])["events"] == payload["events"]
