@@ -44,6 +44,15 @@ class OutboundMessage(Base):
         # Per-customer order: the oldest waiting message of a customer goes first.
         Index("ix_outbound_message_customer", "tenant_id", "customer_id", "sequence"),
         Index("ix_outbound_message_tenant_status", "tenant_id", "status", "created_at"),
+        # Claiming: a tenant's waiting messages in acceptance order (migration 0004).
+        Index(
+            "ix_outbound_message_waiting",
+            "tenant_id",
+            "sequence",
+            postgresql_where=text("status IN ('queued', 'retrying')"),
+        ),
+        # Admin lists: a tenant's messages newest first (migration 0004).
+        Index("ix_outbound_message_tenant_sequence", "tenant_id", "sequence"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

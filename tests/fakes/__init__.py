@@ -1,0 +1,1 @@
+"""Fakes of the external systems, as real servers for end-to-end tests."""
