@@ -68,19 +68,13 @@ class EmbeddedServices:
     ) -> None:
         self.var_dir = Path(var_dir).resolve()
         self.logs_dir = self.var_dir / "logs"
+        self.postgres_data_dir = self.var_dir / "postgres"
+        self.redis_data_dir = self.var_dir / "redis"
         self._lock = _DirectoryLock(self.var_dir / "embedded.lock")
-        self._postgres = _EmbeddedPostgres(self.var_dir / "postgres", self.logs_dir / "postgres.log")
-        self._redis = _EmbeddedRedis(self.var_dir / "redis", self.logs_dir / "redis.log", appendonly=redis_appendonly)
+        self._postgres = _EmbeddedPostgres(self.postgres_data_dir, self.logs_dir / "postgres.log")
+        self._redis = _EmbeddedRedis(self.redis_data_dir, self.logs_dir / "redis.log", appendonly=redis_appendonly)
         self._with_postgres = with_postgres
         self._with_redis = with_redis
-
-    @property
-    def postgres_data_dir(self) -> Path:
-        return self._postgres.data_dir
-
-    @property
-    def redis_data_dir(self) -> Path:
-        return self._redis.data_dir
 
     @property
     def database_url(self) -> str:
@@ -112,13 +106,6 @@ class EmbeddedServices:
             self._postgres.stop()
         finally:
             self._lock.release()
-
-    def __enter__(self) -> EmbeddedServices:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 class _DirectoryLock:
@@ -194,12 +181,8 @@ class _EmbeddedPostgres:
             lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
         except OSError:
             return False
-        return (
-            len(lines) >= 8
-            and self._process is not None
-            and lines[0].strip() == str(self._process.pid)
-            and (lines[7].strip() == "ready")
-        )
+        our_pid = str(self._process.pid) if self._process is not None else None
+        return len(lines) >= 8 and lines[0].strip() == our_pid and lines[7].strip() == "ready"
 
     def _stop_leftover(self) -> None:
         """A postmaster of a crashed run may still serve our data dir (we hold the lock: nobody else does)."""

@@ -7,12 +7,15 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -28,6 +31,15 @@ STOP_DEADLINE_SECONDS = 40.0
 CONFIG_VARIABLES = ("DATABASE_URL", "REDIS_URL", "ADMIN_API_KEY", "HOST", "PORT", "QUEUE_NAME")
 
 pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """A fresh directory outside pytest's tmp tree. As root, the embedded PostgreSQL runs as another
+    user who must traverse to its data, and every pytest session that starts resets that tree to 0700."""
+    path = Path(tempfile.mkdtemp(prefix="lb-run-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -132,9 +144,9 @@ async def read_markers(database_url: str, redis_url: str) -> tuple[list[str], by
 
 
 class TestRunWithEmbeddedServers:
-    async def test_serves_stops_cleanly_and_keeps_its_data(self, tmp_path) -> None:
+    async def test_serves_stops_cleanly_and_keeps_its_data(self, workdir) -> None:
         marker = uuid.uuid4().hex
-        first = RunProcess(tmp_path, {}, "first")
+        first = RunProcess(workdir, {}, "first")
         try:
             await asyncio.to_thread(first.wait_until_serving)
             admin_key = first.banner_value("admin API key")
@@ -143,18 +155,18 @@ class TestRunWithEmbeddedServers:
                 assert (await http.get("/api/v1/tenants")).status_code == 401
                 authorized = await http.get("/api/v1/tenants", headers={"Authorization": f"Bearer {admin_key}"})
                 assert authorized.status_code == 200, authorized.text
-            assert (tmp_path / "var" / "admin_api_key").read_text().strip() == admin_key
-            assert (tmp_path / "var" / "admin_api_key").stat().st_mode & 0o777 == 0o600
+            assert (workdir / "var" / "admin_api_key").read_text().strip() == admin_key
+            assert (workdir / "var" / "admin_api_key").stat().st_mode & 0o777 == 0o600
             await write_marker(first.banner_value("DATABASE_URL"), first.banner_value("REDIS_URL"), marker)
 
             children = first.descendants()
             commands = command_lines(children)
-            assert any("postgres" in line and str(tmp_path) in line for line in commands), commands
+            assert any("postgres" in line and str(workdir) in line for line in commands), commands
             assert any("redis-server" in line for line in commands), commands
             assert any(line.endswith("shared.cli proxy") for line in commands), commands
             assert any(line.endswith("shared.cli worker") for line in commands), commands
 
-            second = RunProcess(tmp_path, {}, "second")
+            second = RunProcess(workdir, {}, "second")
             refused_code = await asyncio.to_thread(second.process.wait, 30)
             assert refused_code == 2
             assert "in use by another loyalty-bridge process" in second.errors()
@@ -164,7 +176,7 @@ class TestRunWithEmbeddedServers:
         assert exit_code == 0, first.errors()
         assert still_running(children) == []
 
-        again = RunProcess(tmp_path, {}, "again")
+        again = RunProcess(workdir, {}, "again")
         try:
             await asyncio.to_thread(again.wait_until_serving)
             assert again.banner_value("admin API key") == admin_key
@@ -178,9 +190,9 @@ class TestRunWithEmbeddedServers:
 
 
 class TestRunWithGivenServers:
-    async def test_uses_the_given_servers_and_starts_nothing_embedded(self, tmp_path, database_url, settings) -> None:
+    async def test_uses_the_given_servers_and_starts_nothing_embedded(self, workdir, database_url, settings) -> None:
         run = RunProcess(
-            tmp_path,
+            workdir,
             {"DATABASE_URL": database_url, "REDIS_URL": settings.redis_url, "ADMIN_API_KEY": "given-admin-key-123"},
             "given",
         )
@@ -194,8 +206,8 @@ class TestRunWithGivenServers:
             assert "given-admin-key-123" not in run.output()
             names = [process.name() for process in run.descendants()]
             assert not any("postgres" in name or "redis" in name for name in names), names
-            assert not (tmp_path / "var" / "postgres").exists()
-            assert not (tmp_path / "var" / "admin_api_key").exists()
+            assert not (workdir / "var" / "postgres").exists()
+            assert not (workdir / "var" / "admin_api_key").exists()
         finally:
             assert await asyncio.to_thread(run.interrupt_and_wait) == 0, run.errors()
 
@@ -205,3 +217,85 @@ class TestRunWithGivenServers:
             assert await connection.fetchval("SELECT count(*) FROM alembic_version") >= 1
         finally:
             await connection.close()
+
+
+LEFTOVER_SCRIPT = """
+import sys, threading, time
+from shared.embedded import EmbeddedServices
+services = EmbeddedServices(sys.argv[1], redis_appendonly=False)
+# Started from a thread, the servers are not tied to this process's death: they outlive a kill -9.
+starter = threading.Thread(target=services.start)
+starter.start()
+starter.join()
+print("started", flush=True)
+time.sleep(120)
+"""
+
+
+class TestRecoveryAfterACrash:
+    def test_stale_pid_files_naming_unrelated_live_processes_do_not_block_a_start(self, workdir) -> None:
+        from shared.embedded import POSTGRES_SYSTEM_USER, EmbeddedServices
+
+        services = EmbeddedServices(workdir / "var", redis_appendonly=False)
+        services.start()
+        services.stop()
+        # As after a crash and a reboot: the recorded pids now belong to an unrelated live process of
+        # the user PostgreSQL runs as (PostgreSQL itself treats other users' pids as stale).
+        postgres_user = POSTGRES_SYSTEM_USER if os.geteuid() == 0 else None
+        unrelated = subprocess.Popen(["sleep", "60"], user=postgres_user)
+        try:
+            (services.postgres_data_dir / "postmaster.pid").write_text(
+                f"{unrelated.pid}\n{services.postgres_data_dir}\n"
+            )
+            (services.redis_data_dir / "redis-server.pid").write_text(f"{unrelated.pid}\n")
+
+            services.start()
+            try:
+                assert asyncio.run(read_server_version(services.database_url)).startswith("PostgreSQL")
+                assert asyncio.run(redis_ping(services.redis_url))
+            finally:
+                services.stop()
+            assert unrelated.poll() is None
+        finally:
+            unrelated.kill()
+            unrelated.wait()
+
+    def test_servers_left_running_by_a_killed_process_are_stopped_and_replaced(self, workdir) -> None:
+        from shared.embedded import EmbeddedServices
+
+        var_dir = workdir / "var"
+        crashed = subprocess.Popen(
+            [sys.executable, "-c", LEFTOVER_SCRIPT, str(var_dir)], stdout=subprocess.PIPE, cwd=workdir
+        )
+        assert crashed.stdout is not None
+        assert crashed.stdout.readline() == b"started\n"
+        leftovers = psutil.Process(crashed.pid).children()
+        assert {process.name() for process in leftovers} >= {"postgres", "redis-server"}
+        crashed.kill()
+        crashed.wait()
+        assert len(still_running(leftovers)) == len(leftovers)
+
+        services = EmbeddedServices(var_dir, redis_appendonly=False)
+        services.start()
+        try:
+            assert still_running(leftovers) == []
+            assert asyncio.run(read_server_version(services.database_url)).startswith("PostgreSQL")
+            assert asyncio.run(redis_ping(services.redis_url))
+        finally:
+            services.stop()
+
+
+async def read_server_version(database_url: str) -> str:
+    connection = await asyncpg.connect(database_url)
+    try:
+        return str(await connection.fetchval("SELECT version()"))
+    finally:
+        await connection.close()
+
+
+async def redis_ping(redis_url: str) -> bool:
+    redis = Redis.from_url(redis_url)
+    try:
+        return bool(await redis.ping())
+    finally:
+        await redis.aclose()
