@@ -2,7 +2,8 @@
 
 The proxy authenticates Firehose calls and computes priorities from this cache, so its success
 path touches no database; the worker maps events with it. A change reaches every process within
-CONFIG_CACHE_SECONDS: each process polls max(tenant.config_revision) and reloads when it moves.
+CONFIG_CACHE_SECONDS: each process polls a fingerprint of the tenants' config revisions and reloads
+only the tenants whose revision moved.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ class TenantConfigCache:
         self._sessionmaker = sessionmaker
         self._refresh_seconds = refresh_seconds
         self._configs: dict[str, TenantConfig] = {}
-        self._fingerprint: tuple[int, int] | None = None
+        self._fingerprint: tuple[int, int] | None = None  # (tenant count, sum of config revisions)
         self._task: asyncio.Task[None] | None = None
 
     def get(self, tenant_id: str) -> TenantConfig | None:
@@ -185,15 +186,32 @@ class TenantConfigCache:
         return self._configs.get(tenant_id)
 
     async def refresh(self) -> bool:
-        """Reload when any tenant was added, changed or deleted; True when something was reloaded."""
+        """Reload the tenants that were added or changed and drop deleted ones; True when anything moved.
+
+        The fingerprint is (count, sum of revisions). Revisions only grow and come from one sequence,
+        so every commit that changes a tenant changes the sum, even one that commits after a later
+        revision was already seen (max() alone would miss that).
+        """
         async with self._sessionmaker() as session:
             row = (
-                await session.execute(select(func.coalesce(func.max(Tenant.config_revision), 0), func.count()))
+                await session.execute(select(func.count(), func.coalesce(func.sum(Tenant.config_revision), 0)))
             ).one()
             fingerprint = (int(row[0]), int(row[1]))
             if fingerprint == self._fingerprint:
                 return False
-            self._configs = await load_tenant_configs(session)
+            revisions: dict[str, int] = {
+                tenant_id: revision
+                for tenant_id, revision in (await session.execute(select(Tenant.id, Tenant.config_revision))).all()
+            }
+            stale = [
+                tenant_id
+                for tenant_id, revision in revisions.items()
+                if (cached := self._configs.get(tenant_id)) is None or cached.config_revision != revision
+            ]
+            configs = {tenant_id: config for tenant_id, config in self._configs.items() if tenant_id in revisions}
+            if stale:
+                configs.update(await load_tenant_configs(session, stale))
+            self._configs = configs
             self._fingerprint = fingerprint
             return True
 
