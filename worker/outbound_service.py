@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 MAX_RUN_SECONDS = 10.0
 # A run waits for a resend due this soon instead of leaving it to the next dispatch.
 LINGER_SECONDS = 1.0
+LINGER_STEP_SECONDS = 0.2
 # Messages claimed per round: one S2S bulk request's worth.
 CLAIM_LIMIT = MAX_BULK_BATCHES
 # When mParticle refuses a bulk request as a whole (400/413), its batches are sent one by one.
@@ -121,7 +122,8 @@ class OutboundDelivery:
                 # Due now yet not claimable means another worker holds it: nothing to wait for.
                 if wait_seconds is None or wait_seconds <= 0 or wait_seconds > LINGER_SECONDS:
                     break
-                await self._sleep(wait_seconds)
+                # In short steps, so a message accepted meanwhile is not kept waiting for it.
+                await self._sleep(min(wait_seconds, LINGER_STEP_SECONDS))
                 continue
             destination = await self._destination(tenant_id)
             if destination is None:

@@ -14,6 +14,9 @@ Rules (CONTRACT §6, reference/notes/s2s.md):
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +36,11 @@ CUSTOMER_ID_FIELD = "id"
 DEFAULT_ID_IDENTITY = "customer_id"
 DEFAULT_EMAIL_IDENTITY = "email"
 EMAIL_FIELD = "email"
+# outbound_message.customer_id is a VARCHAR(128).
+MAX_ORDERING_KEY_CHARS = 128
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# 9999-12-31T23:59:59.999Z
+MAX_TIMESTAMP_MS = 253_402_300_799_999
 
 _RESERVED_BY_LOWER = {name.lower(): name for name in RESERVED_USER_ATTRIBUTES}
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
@@ -87,6 +95,8 @@ def _identity_value(value: Any) -> str | None:
     """Identities are strings; numbers are written out, anything else is no identity."""
     if isinstance(value, bool) or value is None:
         return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, str) and value.strip():
@@ -124,11 +134,12 @@ def build_user_identities(customer: Mapping[str, Any], rules: IdentityRules) -> 
 
 def ordering_key(customer: Mapping[str, Any], identities: Mapping[str, str]) -> str:
     """The customer a message belongs to (its delivery order is kept per key): the customer id,
-    else the first identity sent."""
+    else the first identity sent; a key longer than MAX_ORDERING_KEY_CHARS is replaced by its hash."""
     customer_id = _identity_value(customer.get(CUSTOMER_ID_FIELD))
-    if customer_id is not None:
-        return customer_id
-    return next(iter(identities.values()))
+    key = customer_id if customer_id is not None else next(iter(identities.values()))
+    if len(key) > MAX_ORDERING_KEY_CHARS:
+        return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return key
 
 
 def environment_for(development: bool) -> str:
@@ -143,21 +154,31 @@ def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
 
 
+def _scalar(value: Any) -> Any:
+    """A scalar as S2S (and JSON) can carry it: integers beyond 64 bits and NaN/Infinity as text."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if isinstance(value, int):
+        return value if INT64_MIN <= value <= INT64_MAX else str(value)
+    return value if math.isfinite(value) else str(value)
+
+
 def _json_text(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    # The standard library, not orjson: it writes integers of any size.
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def custom_attribute_value(value: Any) -> Any:
     """S2S custom attributes are flat scalars: objects and lists are sent as compact JSON text."""
-    return value if _is_scalar(value) else _json_text(value)
+    return _scalar(value) if _is_scalar(value) else _json_text(value)
 
 
 def user_attribute_value(value: Any) -> Any:
     """User attributes may be scalars or lists of scalars; anything deeper is sent as JSON text."""
     if _is_scalar(value):
-        return value
+        return _scalar(value)
     if isinstance(value, list) and all(_is_scalar(item) for item in value):
-        return value
+        return [_scalar(item) for item in value]
     return _json_text(value)
 
 
@@ -241,6 +262,8 @@ def timestamp_ms(value: int | float | str) -> int:
     (UTC when it has no offset). Raises ValueError otherwise."""
     if isinstance(value, bool):
         raise ValueError("a timestamp cannot be a boolean")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("a timestamp must be a finite number")
     if isinstance(value, int | float):
         millis = int(value)
     elif _DIGITS.fullmatch(value.strip()):
@@ -250,8 +273,8 @@ def timestamp_ms(value: int | float | str) -> int:
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
         millis = int(parsed.timestamp() * 1000)
-    if millis < 0:
-        raise ValueError("a timestamp cannot be before 1970")
+    if not 0 <= millis <= MAX_TIMESTAMP_MS:
+        raise ValueError("a timestamp must be between 1970 and 9999")
     return millis
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,6 +122,7 @@ class TestUserIdentities:
             pytest.param({"id": "", "email": "  "}, Rules(), id="blank-values"),
             pytest.param({"id": None, "email": None}, Rules(), id="nulls"),
             pytest.param({"id": True}, Rules(), id="boolean-id"),
+            pytest.param({"id": float("nan")}, Rules(), id="nan-id"),
             pytest.param(
                 {"id": "c1", "email": "a@x.io"},
                 Rules(sync_only_configured_identifiers=True, loyalty_identifier_field="card"),
@@ -140,6 +142,12 @@ class TestUserIdentities:
             ({"id": 7, "email": "a@x.io"}, {"customer_id": "7", "email": "a@x.io"}, "7"),
             ({"email": "a@x.io"}, {"email": "a@x.io"}, "a@x.io"),
             ({"card": "K"}, {"other": "K"}, "K"),
+            ({"id": "x" * 128}, {"customer_id": "x" * 128}, "x" * 128),
+            (
+                {"email": "e" * 200},
+                {"email": "e" * 200},
+                "sha256:" + hashlib.sha256(("e" * 200).encode()).hexdigest(),
+            ),
         ],
     )
     def test_ordering_key(self, customer: dict[str, Any], identities: dict[str, str], expected: str) -> None:
@@ -206,6 +214,13 @@ class TestSyncFields:
             (True, True),
             (None, None),
             ([1, "a", None], [1, "a", None]),
+            (2**63 - 1, 2**63 - 1),
+            (2**63, str(2**63)),
+            (-(2**64), str(-(2**64))),
+            (float("nan"), "nan"),
+            (float("inf"), "inf"),
+            ([1, 2**70, float("-inf")], [1, str(2**70), "-inf"]),
+            ({"big": 2**70}, '{"big":1180591620717411303424}'),
             ([[1]], "[[1]]"),
             ([{"a": 1}], '[{"a":1}]'),
             ({"b": 1, "a": 2}, '{"a":2,"b":1}'),
@@ -257,7 +272,16 @@ class TestCustomAttributes:
 
     @pytest.mark.parametrize(
         ("value", "expected"),
-        [("a", "a"), (2, 2), (None, None), ([1, 2], "[1,2]"), ({"a": [1]}, '{"a":[1]}')],
+        [
+            ("a", "a"),
+            (2, 2),
+            (None, None),
+            (2**64, str(2**64)),
+            (float("nan"), "nan"),
+            ([1, 2], "[1,2]"),
+            ({"a": [1]}, '{"a":[1]}'),
+            ({"é": "ü"}, '{"é":"ü"}'),
+        ],
     )
     def test_custom_attribute_values_are_flat(self, value: Any, expected: Any) -> None:
         assert custom_attribute_value(value) == expected
@@ -283,7 +307,9 @@ class TestEnvironmentAndTimestamps:
     def test_timestamp_ms(self, value: Any, expected: int) -> None:
         assert timestamp_ms(value) == expected
 
-    @pytest.mark.parametrize("value", ["yesterday", "", "2023-13-01T00:00:00Z", -5, True])
+    @pytest.mark.parametrize(
+        "value", ["yesterday", "", "2023-13-01T00:00:00Z", -5, True, 10**30, str(10**30), float("nan"), float("inf")]
+    )
     def test_invalid_timestamps(self, value: Any) -> None:
         with pytest.raises(ValueError):
             timestamp_ms(value)

@@ -251,6 +251,26 @@ class TestAcceptance:
         assert response.json() == {"message_id": None, "status": "skipped"}
         assert await load_messages(sessionmaker, tenant.id) == []
 
+    async def test_values_json_cannot_carry_are_sent_as_text(
+        self, client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], tenant: S2STenant
+    ) -> None:
+        body = (
+            b'{"customer":{"id":"c-1"},"event_name":"x","event_type":"other",'
+            b'"data":{"big":123456789012345678901234567890,"nan":NaN,"nested":{"big":123456789012345678901234567890}}}'
+        )
+        response = await client.post(
+            tenant.url("marketing-communications"),
+            content=body,
+            headers={**tenant.engine_headers, "Content-Type": "application/json"},
+        )
+        assert response.status_code == 202, response.text
+        message = await load_message(sessionmaker, uuid.UUID(response.json()["message_id"]))
+        assert message.batch["events"][0]["data"]["custom_attributes"] == {
+            "big": "123456789012345678901234567890",
+            "nan": "nan",
+            "nested": '{"big":123456789012345678901234567890}',
+        }
+
     async def test_accepted_while_redis_is_down(
         self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], tenant: S2STenant
     ) -> None:
