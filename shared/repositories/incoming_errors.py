@@ -4,6 +4,12 @@ A list page is a keyset on (sort key, id) within one tenant: the page after a po
 rows strictly beyond it in (key, id) order. Keys never change once written, so rows that existed
 when paging started are each served exactly once while new entries arrive. Every sort key has a
 (tenant_id, key, id) index (migration 0002), so a page is an index range scan whatever the depth.
+
+Two filters defeat the planner's estimates: a time window (created_* or logged_*) on a list sorted
+by another field (the window's rows sit together in time, so walking the sort index can cross most
+of the table before reaching them), and a message substring (its selectivity is guessed). When such
+a filter matches few rows (a capped count through its own index says so), they are read through
+that index first and sorted afterwards; otherwise the sort index finds a page's worth quickly.
 """
 
 from __future__ import annotations
@@ -20,6 +26,14 @@ from shared.models import IncomingError, Tenant
 from shared.models.incoming_error import message_sort_key, request_id_sort_key
 
 LIKE_ESCAPE = "\\"
+# Filters matching at most this many rows are applied first and sorted after (see above). A time
+# window's rows are clustered, so the sort index reaches them late whatever their number: the cap
+# is the most rows worth sorting. A message's matches are spread out, so the sort index meets
+# them early unless they are few.
+NARROW_WINDOW_ROWS = 50_000
+NARROW_MESSAGE_MATCHES = 5_000
+# Shorter substrings have no trigram, so the message index cannot count their matches cheaply.
+MIN_TRIGRAM_CHARS = 3
 
 
 class SortField(StrEnum):
@@ -137,6 +151,25 @@ def _after(order: ListOrder, position: KeysetPosition) -> ColumnElement[bool]:
     return key < bound if order.descending else key > bound
 
 
+def _estimate_prone_filters(
+    filters: IncomingErrorFilters, order: ListOrder
+) -> list[tuple[list[ColumnElement[bool]], int]]:
+    """Each filter whose match count the planner tends to misjudge (see above), with its cap."""
+    candidates: list[tuple[list[ColumnElement[bool]], int]] = []
+    for field, column, start, end in (
+        (SortField.CREATED_AT, IncomingError.created_at, filters.created_from, filters.created_to),
+        (SortField.LOGGED_AT, IncomingError.logged_at, filters.logged_from, filters.logged_to),
+    ):
+        if order.field is field or (start is None and end is None):
+            continue
+        window = [column >= start] if start is not None else []
+        candidates.append((window + ([column <= end] if end is not None else []), NARROW_WINDOW_ROWS))
+    if filters.message_contains is not None and len(filters.message_contains) >= MIN_TRIGRAM_CHARS:
+        message = _filter_conditions(IncomingErrorFilters(message_contains=filters.message_contains))
+        candidates.append((message, NARROW_MESSAGE_MATCHES))
+    return candidates
+
+
 def page_statement(
     tenant_id: str,
     *,
@@ -144,33 +177,38 @@ def page_statement(
     order: ListOrder,
     after: KeysetPosition | None,
     limit: int,
+    sort_after_filtering: bool = False,
 ) -> Select[Any]:
-    """The SELECT of one list page (a function of its own so its plan can be examined)."""
-    key = sort_key(order.field)
+    """The SELECT of one list page. With `sort_after_filtering` the matching rows are selected in a
+    subquery PostgreSQL may not merge (OFFSET 0), so the filters pick the index and a sort follows."""
     conditions = [IncomingError.tenant_id == tenant_id, *_filter_conditions(filters)]
     if after is not None:
         conditions.append(_after(order, position=after))
-    if order.field is SortField.ID:
-        ordering = [IncomingError.id.desc() if order.descending else IncomingError.id.asc()]
-    elif order.descending:
-        ordering = [key.desc(), IncomingError.id.desc()]
+    rows = select(
+        IncomingError.id,
+        IncomingError.request_id,
+        IncomingError.error_code,
+        IncomingError.message,
+        IncomingError.source,
+        IncomingError.created_at,
+        IncomingError.logged_at,
+        sort_key(order.field).label("sort_value"),
+    ).where(*conditions)
+    key: ColumnElement[Any]
+    entry_id: ColumnElement[Any]
+    if sort_after_filtering:
+        matching = rows.offset(0).subquery("matching")
+        rows = select(*matching.c)
+        key, entry_id = matching.c.sort_value, matching.c.id
     else:
-        ordering = [key.asc(), IncomingError.id.asc()]
-    return (
-        select(
-            IncomingError.id,
-            IncomingError.request_id,
-            IncomingError.error_code,
-            IncomingError.message,
-            IncomingError.source,
-            IncomingError.created_at,
-            IncomingError.logged_at,
-            key.label("sort_value"),
-        )
-        .where(*conditions)
-        .order_by(*ordering)
-        .limit(limit)
-    )
+        key, entry_id = sort_key(order.field), IncomingError.id.expression
+    if order.field is SortField.ID:
+        ordering = [entry_id.desc() if order.descending else entry_id.asc()]
+    elif order.descending:
+        ordering = [key.desc(), entry_id.desc()]
+    else:
+        ordering = [key.asc(), entry_id.asc()]
+    return rows.order_by(*ordering).limit(limit)
 
 
 def expired_tenants_statement(cutoff: datetime) -> Select[Any]:
@@ -216,9 +254,37 @@ class IncomingErrorRepository:
         limit: int,
     ) -> list[IncomingErrorSummary]:
         """Up to `limit` entries of the tenant matching `filters`, in `order`, beyond `after`."""
-        statement = page_statement(tenant_id, filters=filters, order=order, after=after, limit=limit)
+        statement = await self.page_query(tenant_id, filters=filters, order=order, after=after, limit=limit)
         rows = (await self.session.execute(statement)).mappings().all()
         return [IncomingErrorSummary(**row) for row in rows]
+
+    async def page_query(
+        self,
+        tenant_id: str,
+        *,
+        filters: IncomingErrorFilters,
+        order: ListOrder,
+        after: KeysetPosition | None,
+        limit: int,
+    ) -> Select[Any]:
+        """The statement list_page runs: sorted after filtering when a misjudged filter is narrow."""
+        narrow = await self._has_narrow_filter(tenant_id, filters, order)
+        return page_statement(
+            tenant_id, filters=filters, order=order, after=after, limit=limit, sort_after_filtering=narrow
+        )
+
+    async def _has_narrow_filter(self, tenant_id: str, filters: IncomingErrorFilters, order: ListOrder) -> bool:
+        for conditions, cap in _estimate_prone_filters(filters, order):
+            capped = (
+                select(IncomingError.id)
+                .where(IncomingError.tenant_id == tenant_id, *conditions)
+                .limit(cap + 1)
+                .subquery()
+            )
+            matches = (await self.session.execute(select(func.count()).select_from(capped))).scalar_one()
+            if matches <= cap:
+                return True
+        return False
 
     async def find(self, tenant_id: str, error_id: int) -> IncomingError | None:
         """One entry of the tenant, with its payload; None when absent or another tenant's."""

@@ -13,6 +13,7 @@ import pytest
 from shared.error_log import record_incoming_error
 from shared.errors import ErrorCode, ErrorSource
 from shared.models import IncomingError
+from shared.repositories import incoming_errors as incoming_errors_repository
 from tests.factories import make_tenant
 
 BASE_AT = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -324,6 +325,32 @@ class TestSortAndPages:
         ids = await fetch_all_pages(client, admin_headers, tenant_id, params)
         expected = [entry for entry in entries if entry.seed.source == "engine_request"]
         assert ids == expected_order(expected, "created_at")
+
+    # A narrow time window or message filter is applied before sorting (the repository counts its
+    # matches first); a cap of 0 forces the other query shape. Both must page identically.
+    @pytest.mark.parametrize("narrow_cap", [0, None], ids=["sort-index-first", "filter-first"])
+    @pytest.mark.parametrize(
+        ("params", "matches"),
+        [
+            (
+                {"created_from": "2025-03-01T12:05:00Z", "created_to": "2025-03-01T12:50:00Z"},
+                lambda s: 5 <= s.created_minutes <= 50,
+            ),
+            ({"logged_from": "2025-03-01T12:10:00Z"}, lambda s: s.logged_minutes >= 10),
+            ({"message": "CUSTOMER"}, lambda s: "customer" in s.message),
+        ],
+        ids=["created-window", "logged-window", "message"],
+    )
+    async def test_filtered_pages_are_the_same_whichever_way_they_are_read(
+        self, client, admin_headers, tenant, entries, monkeypatch, narrow_cap, params, matches
+    ) -> None:
+        if narrow_cap is not None:
+            monkeypatch.setattr(incoming_errors_repository, "NARROW_WINDOW_ROWS", narrow_cap)
+            monkeypatch.setattr(incoming_errors_repository, "NARROW_MESSAGE_MATCHES", narrow_cap)
+        expected = [entry for entry in entries if matches(entry.seed)]
+        for sort in ("-logged_at", "logged_at", "error_code", "-message", "-id", "created_at"):
+            ids = await fetch_all_pages(client, admin_headers, tenant.id, {**params, "sort": sort, "limit": 2})
+            assert ids == expected_order(expected, sort), sort
 
 
 class TestEntry:

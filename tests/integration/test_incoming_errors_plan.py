@@ -3,7 +3,8 @@
 A database of its own is bulk-loaded with 300k entries for one tenant plus two noise tenants and
 ANALYZEd; then `EXPLAIN (FORMAT JSON)` of the repository's own page statements (first pages and
 pages after a cursor) must show index access only (no Seq Scan on incoming_error) and no Sort,
-except a Sort over the rows an index condition on a selective filter already narrowed down.
+except a Sort over the rows an index condition on a selective filter already narrowed down, or
+over a narrow time window or rare message the repository counted (capped) and reads first.
 Plans are asserted, never timings. The indexes are the migration's: their definitions are read
 back, dropped for the bulk load and recreated verbatim (building them once is much faster than
 maintaining them row by row).
@@ -21,16 +22,16 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.sql import Executable
 
 from shared.repositories.incoming_errors import (
     IncomingErrorFilters,
+    IncomingErrorRepository,
     KeysetPosition,
     ListOrder,
     SortField,
     expired_tenants_statement,
-    page_statement,
     purge_batch_statement,
 )
 from tests.integration.scratch_database import scratch_database
@@ -60,7 +61,7 @@ SELECT :tenant_id,
        END,
        CAST(:now AS timestamptz) - make_interval(secs => g * 25 + 3),
        CAST(:now AS timestamptz) - make_interval(secs => g * 25)
-FROM generate_series(1, :rows) AS g
+FROM generate_series(:rows, 1, -1) AS g  -- oldest first, so ids grow with time as in production
 """
 
 
@@ -165,6 +166,8 @@ class Case:
     # None: the index yields the order (no Sort at all); else a Sort may read rows narrowed by an
     # index condition on this column.
     narrowed_by: str | None = None
+    # The filter matches few rows, so the repository must read them first and sort them after.
+    filtered_first: bool = False
 
 
 MIDDLE_ID = 150_000
@@ -190,35 +193,68 @@ def _cases() -> Iterator[Any]:
             position = KeysetPosition(MIDDLE_VALUES[field], MIDDLE_ID)
             yield pytest.param(Case(IncomingErrorFilters(), order, position), id=f"{name}-after-cursor")
     day_40 = NOW - timedelta(days=40)
+    one_day = {"from": day_40, "to": day_40 + timedelta(days=1)}
     filters = {
-        "source": (IncomingErrorFilters(source="engine_request"), None),
-        "source-rare": (IncomingErrorFilters(source="proxy_forwarding"), None),
-        "error_code": (IncomingErrorFilters(error_code="INVALID_TOKEN"), None),
-        "error_code-rare": (IncomingErrorFilters(error_code="LIST_INACTIVE"), None),
-        "logged-range": (IncomingErrorFilters(logged_from=day_40, logged_to=day_40 + timedelta(days=1)), None),
-        "request_id": (IncomingErrorFilters(request_id="req-0050000"), "request_id"),
-        "message-rare": (IncomingErrorFilters(message_contains="QUARANTINED"), "message"),
-        "message-frequent": (IncomingErrorFilters(message_contains="not found"), "message"),
+        "source": (IncomingErrorFilters(source="engine_request"), None, False),
+        "source-rare": (IncomingErrorFilters(source="proxy_forwarding"), None, False),
+        "error_code": (IncomingErrorFilters(error_code="INVALID_TOKEN"), None, False),
+        "error_code-rare": (IncomingErrorFilters(error_code="LIST_INACTIVE"), None, False),
+        "logged-range": (IncomingErrorFilters(logged_from=one_day["from"], logged_to=one_day["to"]), None, False),
+        "request_id": (IncomingErrorFilters(request_id="req-0050000"), "request_id", False),
+        "message-rare": (IncomingErrorFilters(message_contains="QUARANTINED"), "message", True),
+        "message-frequent": (IncomingErrorFilters(message_contains="not found"), "message", False),
         "created-range": (
-            IncomingErrorFilters(created_from=day_40, created_to=day_40 + timedelta(days=1)),
+            IncomingErrorFilters(created_from=one_day["from"], created_to=one_day["to"]),
+            "created_at",
+            True,
+        ),
+        "created-from": (IncomingErrorFilters(created_from=day_40), "created_at", False),
+    }
+    for name, (flt, narrowed_by, filtered_first) in filters.items():
+        for after, suffix in ((None, ""), (MIDDLE_OF_DEFAULT, "-after-cursor")):
+            case = Case(flt, NEWEST_FIRST, after, narrowed_by=narrowed_by, filtered_first=filtered_first)
+            yield pytest.param(case, id=f"filter-{name}{suffix}")
+    # A time window with a list sorted on another field: the window's rows are found first.
+    for name, flt, order, column in (
+        (
+            "logged-range",
+            IncomingErrorFilters(logged_from=one_day["from"], logged_to=one_day["to"]),
+            ListOrder(SortField.CREATED_AT, descending=False),
+            "logged_at",
+        ),
+        (
+            "created-range",
+            IncomingErrorFilters(created_from=one_day["from"], created_to=one_day["to"]),
+            ListOrder(SortField.ERROR_CODE, descending=False),
             "created_at",
         ),
-        "created-from": (IncomingErrorFilters(created_from=day_40), "created_at"),
-    }
-    for name, (flt, narrowed_by) in filters.items():
-        yield pytest.param(Case(flt, NEWEST_FIRST, narrowed_by=narrowed_by), id=f"filter-{name}")
-        yield pytest.param(
-            Case(flt, NEWEST_FIRST, MIDDLE_OF_DEFAULT, narrowed_by=narrowed_by), id=f"filter-{name}-after-cursor"
-        )
+        (
+            "created-range",
+            IncomingErrorFilters(created_from=one_day["from"], created_to=one_day["to"]),
+            ListOrder(SortField.LOGGED_AT, descending=False),
+            "created_at",
+        ),
+    ):
+        case = Case(flt, order, narrowed_by=column, filtered_first=True)
+        yield pytest.param(case, id=f"filter-{name}-sort-{order.field}")
 
 
 @pytest.mark.parametrize("tenant_id", [BIG_TENANT, NOISE_TENANTS[0]])
 @pytest.mark.parametrize("case", list(_cases()))
 async def test_page_query_is_served_by_an_index(plan_connection, tenant_id, case: Case) -> None:
-    statement = page_statement(tenant_id, filters=case.filters, order=case.order, after=case.after, limit=PAGE)
+    # The statement list_page runs, including its capped count of a time window's rows.
+    async with AsyncSession(bind=plan_connection) as session:
+        statement = await IncomingErrorRepository(session).page_query(
+            tenant_id, filters=case.filters, order=case.order, after=case.after, limit=PAGE
+        )
     plan = await explain(plan_connection, statement)
     assert_index_access_only(plan)
-    if case.narrowed_by is None:
+    # The OFFSET 0 fence marks a page read filter-first: at most a capped count of rows is sorted.
+    filtered_first = " OFFSET " in str(statement.compile(dialect=asyncpg_dialect.dialect()))
+    assert filtered_first or not case.filtered_first, "a narrow filter was not applied first"
+    if filtered_first:
+        assert [n for n in nodes(plan) if n["Node Type"] == "Sort"], describe(plan)
+    elif case.narrowed_by is None:
         assert_no_sort(plan)
     else:
         assert_sorts_only_narrowed_rows(plan, case.narrowed_by)
