@@ -2,7 +2,9 @@
 
 The delivery worker claims a tenant's waiting messages in acceptance order (`sequence`); a partial
 index over the waiting ones keeps that scan small however many messages were delivered before.
-The admin lists page newest-first by `sequence` within a tenant.
+Each candidate is checked for an older waiting message of the same customer: a second partial
+index answers that with one probe (without it, a planner without statistics on a fresh table
+scanned every waiting message per candidate). The admin lists page newest-first by `sequence`.
 
 Revision ID: 0004_outbound
 Revises: 0001
@@ -29,11 +31,23 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("status IN ('queued', 'retrying')"),
     )
+    op.create_index(
+        "ix_outbound_message_waiting_customer",
+        TABLE,
+        ["tenant_id", "customer_id", "sequence"],
+        unique=False,
+        postgresql_where=sa.text("status IN ('queued', 'retrying')"),
+    )
     op.create_index("ix_outbound_message_tenant_sequence", TABLE, ["tenant_id", "sequence"], unique=False)
 
 
 def downgrade() -> None:
     op.drop_index("ix_outbound_message_tenant_sequence", table_name=TABLE)
+    op.drop_index(
+        "ix_outbound_message_waiting_customer",
+        table_name=TABLE,
+        postgresql_where=sa.text("status IN ('queued', 'retrying')"),
+    )
     op.drop_index(
         "ix_outbound_message_waiting",
         table_name=TABLE,

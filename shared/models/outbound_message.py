@@ -51,6 +51,14 @@ class OutboundMessage(Base):
             "sequence",
             postgresql_where=text("status IN ('queued', 'retrying')"),
         ),
+        # Held back? An older waiting message of the same customer (migration 0004).
+        Index(
+            "ix_outbound_message_waiting_customer",
+            "tenant_id",
+            "customer_id",
+            "sequence",
+            postgresql_where=text("status IN ('queued', 'retrying')"),
+        ),
         # Admin lists: a tenant's messages newest first (migration 0004).
         Index("ix_outbound_message_tenant_sequence", "tenant_id", "sequence"),
     )

@@ -69,13 +69,23 @@ def _lease_free(now: datetime) -> ColumnElement[bool]:
 
 
 def _held_back() -> ColumnElement[bool]:
-    """An older message of the same customer is still waiting (per-customer order)."""
+    """An older message of the same customer is still waiting (per-customer order).
+
+    OFFSET 0 keeps this a correlated subquery, probed per candidate through
+    ix_outbound_message_waiting_customer: turned into an anti-join, a planner without statistics
+    (a fresh or just-filled table) scanned every waiting message of the tenant per candidate.
+    """
     earlier = aliased(OutboundMessage, name="earlier")
-    return exists().where(
-        earlier.tenant_id == OutboundMessage.tenant_id,
-        earlier.customer_id == OutboundMessage.customer_id,
-        _is_waiting(earlier),
-        earlier.sequence < OutboundMessage.sequence,
+    return (
+        select(earlier.id)
+        .where(
+            earlier.tenant_id == OutboundMessage.tenant_id,
+            earlier.customer_id == OutboundMessage.customer_id,
+            _is_waiting(earlier),
+            earlier.sequence < OutboundMessage.sequence,
+        )
+        .offset(0)
+        .exists()
     )
 
 
