@@ -21,11 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import session_scope
 from shared.mapping.backoff import next_resend_delay_seconds
-from shared.mapping.outbound import encode_batch, plan_requests
+from shared.mapping.outbound import encode_batch
 from shared.queue import JobQueue
 from shared.repositories.outbound_messages import AttemptResult, ClaimedMessage, OutboundMessageRepository
 from shared.s2s.delivery_jobs import delivery_job
-from shared.s2s.limits import MAX_BULK_BATCHES
+from shared.s2s.limits import MAX_BULK_BATCHES, plan_requests
 from shared.settings import Settings
 from shared.tenant_config import TenantConfigCache
 from worker.mparticle_client import Delivered, DeliveryOutcome, MParticleClient, Permanent, Retryable, S2SDestination

@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol
 import orjson
 
 from shared.errors import ErrorCode, Unprocessable
-from shared.s2s.limits import MAX_BATCH_BYTES, MAX_BULK_BATCHES, MAX_REQUEST_BYTES
+from shared.s2s.limits import MAX_BATCH_BYTES
 from shared.vocabulary import RESERVED_USER_ATTRIBUTES
 
 OutboundKind = Literal["customer_update", "event", "marketing_communication"]
@@ -381,34 +381,3 @@ def marketing_communication_draft(
     attributes = {name: custom_attribute_value(value) for name, value in data.items()}
     event = _custom_event(event_name, event_type, attributes, occurred_at_ms, new_id)
     return _draft("marketing_communication", customer, rules, new_id, events=[event])
-
-
-# --- requests -----------------------------------------------------------------------------------
-
-
-def bulk_request_size(batch_sizes: Sequence[int]) -> int:
-    """Bytes of a JSON array holding batches of these encoded sizes."""
-    return 2 + sum(batch_sizes) + max(len(batch_sizes) - 1, 0)
-
-
-def plan_requests(
-    batch_sizes: Sequence[int],
-    *,
-    max_batches: int = MAX_BULK_BATCHES,
-    max_request_bytes: int = MAX_REQUEST_BYTES,
-) -> list[list[int]]:
-    """Group batches (by index, order kept) into requests of at most `max_batches` batches and
-    under `max_request_bytes` each. A group of one is sent alone to /v2/events."""
-    groups: list[list[int]] = []
-    current: list[int] = []
-    current_bytes = 2
-    for index, size in enumerate(batch_sizes):
-        added = size + (1 if current else 0)
-        if current and (len(current) >= max_batches or current_bytes + added >= max_request_bytes):
-            groups.append(current)
-            current, current_bytes, added = [], 2, size
-        current.append(index)
-        current_bytes += added
-    if current:
-        groups.append(current)
-    return groups

@@ -1,4 +1,4 @@
-"""Loyalty engine calls -> S2S batches: identities, sync fields, templates, limits and chunking."""
+"""Loyalty engine calls -> S2S batches: identities, sync fields, templates, limits, and S2S request chunking."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from shared.errors import ErrorCode, Unprocessable
 from shared.mapping.outbound import (
     build_user_attributes,
     build_user_identities,
-    bulk_request_size,
     check_batch_size,
     custom_attribute_value,
     customer_update_draft,
@@ -23,13 +22,18 @@ from shared.mapping.outbound import (
     event_draft,
     marketing_communication_draft,
     ordering_key,
-    plan_requests,
     remote_attribute_name,
     render_custom_attributes,
     timestamp_ms,
     user_attribute_value,
 )
-from shared.s2s.limits import MAX_BATCH_BYTES, MAX_BULK_BATCHES, MAX_REQUEST_BYTES
+from shared.s2s.limits import (
+    MAX_BATCH_BYTES,
+    MAX_BULK_BATCHES,
+    MAX_REQUEST_BYTES,
+    bulk_request_size,
+    plan_requests,
+)
 
 
 @dataclass(frozen=True)
