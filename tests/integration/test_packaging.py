@@ -21,6 +21,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 
 import shared.models  # noqa: F401  (registers every table on the metadata)
@@ -82,13 +83,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def stop(process: subprocess.Popen[bytes]) -> int:
+def stop(process: subprocess.Popen[bytes]) -> int | None:
+    """SIGTERM, then the exit code; None (after a SIGKILL) if it did not stop within 30 s."""
     process.send_signal(signal.SIGTERM)
     try:
         return process.wait(30)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return None
 
 
 def wait_for_http_ok(process: subprocess.Popen[bytes], url: str) -> None:
@@ -104,12 +107,17 @@ def wait_for_http_ok(process: subprocess.Popen[bytes], url: str) -> None:
         time.sleep(0.1)
 
 
-def wait_for_line(process: subprocess.Popen[bytes], log_path: Path, text: str) -> None:
-    deadline = time.monotonic() + SERVE_DEADLINE_SECONDS
-    while text not in log_path.read_text():
-        assert process.poll() is None, f"exited with {process.returncode}:\n{log_path.read_text()}"
-        assert time.monotonic() < deadline, f"no {text!r} within {SERVE_DEADLINE_SECONDS}s:\n{log_path.read_text()}"
-        time.sleep(0.1)
+async def wait_for_worker_heartbeat(process: subprocess.Popen[bytes], redis_url: str, queue_name: str) -> None:
+    """Wait until the worker polls its queue: arq writes `<queue>:health-check` once it is up."""
+    redis = Redis.from_url(redis_url)
+    try:
+        deadline = time.monotonic() + SERVE_DEADLINE_SECONDS
+        while not await redis.exists(f"{queue_name}:health-check"):
+            assert process.poll() is None, f"exited with {process.returncode}"
+            assert time.monotonic() < deadline, f"no heartbeat within {SERVE_DEADLINE_SECONDS}s"
+            await asyncio.sleep(0.1)
+    finally:
+        await redis.aclose()
 
 
 @pytest.fixture
@@ -201,7 +209,7 @@ class TestInstalledDistribution:
         with worker_log.open("wb") as log:
             worker = subprocess.Popen([cli, "worker"], cwd=tmp_path, env=environment, stderr=log)
         try:
-            await asyncio.to_thread(wait_for_line, worker, worker_log, "Starting worker")
+            await wait_for_worker_heartbeat(worker, service_urls[1], environment["QUEUE_NAME"])
         finally:
             worker_code = await asyncio.to_thread(stop, worker)
         assert worker_code == 0, worker_log.read_text()
