@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import signal
+from datetime import datetime
 from typing import Any
 
 import httpx
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
+from arq.cron import CronJob
 from arq.worker import Worker
 from redis.asyncio import ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -69,9 +72,25 @@ def create_worker_redis(settings: Settings) -> ArqRedis:
     )
 
 
+def worker_cron_jobs(queue_name: str) -> list[CronJob]:
+    """Fresh copies of the registered cron jobs for one worker, named after its queue. arq derives
+    a cron run's job id from the name and the run time, and those ids must differ between
+    deployments (or test runs) sharing one Redis, or one would swallow the other's runs; and arq
+    keeps the schedule on the CronJob object, which workers of one process must not share."""
+    return [
+        dataclasses.replace(
+            job,
+            name=f"{queue_name}:{job.name}",
+            job_id=f"{queue_name}:{job.job_id}" if job.job_id else None,
+            next_run=None,
+        )
+        for job in CRON_JOBS
+    ]
+
+
 def build_worker(
     settings: Settings, *, burst: bool = False, handle_signals: bool = True, max_jobs: int = MAX_CONCURRENT_JOBS
-) -> Worker:
+) -> BridgeWorker:
     """An arq Worker bound to our queue, serializer, jobs and start-up/shut-down hooks."""
 
     lease = InProgressLease()
@@ -105,9 +124,9 @@ def build_worker(
         await context.http.aclose()
         await context.engine.dispose()
 
-    worker = Worker(
+    worker = BridgeWorker(
         functions=JOB_FUNCTIONS or [_noop],
-        cron_jobs=CRON_JOBS or None,
+        cron_jobs=worker_cron_jobs(settings.queue_name) or None,
         queue_name=settings.queue_name,
         redis_pool=create_worker_redis(settings),
         burst=burst,
@@ -123,6 +142,25 @@ def build_worker(
     )
     worker.in_progress_timeout_s = IN_PROGRESS_LEASE_SECONDS  # what arq sets the key to at start
     return worker
+
+
+class BridgeWorker(Worker):
+    """arq's Worker, with one change for burst workers (tests, one-off drains): they start only the
+    cron runs due when they start. arq would otherwise keep scheduling the next run of every cron
+    job, and with a cron running every second the queue would never be empty for a burst worker
+    to stop."""
+
+    _burst_cron_started = False
+
+    async def run_cron(self, n: datetime, delay: float, num_windows: int = 2) -> None:
+        if not self.burst:
+            await super().run_cron(n, delay, num_windows)
+            return
+        if self._burst_cron_started:
+            return
+        self._burst_cron_started = True
+        # A window of a millisecond: start-up runs and overdue runs, nothing deferred.
+        await super().run_cron(n, 0.0005, 2)
 
 
 class InProgressLease:

