@@ -1,0 +1,140 @@
+"""Measurements read back from PostgreSQL: drain rates, ceiling inserts, end-to-end visibility."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import asyncpg
+
+from shared.settings import plain_database_url
+
+
+async def count_rows(database_url: str, sql: str, *args: object) -> int:
+    connection = await asyncpg.connect(plain_database_url(database_url))
+    try:
+        value: int = await connection.fetchval(sql, *args)
+        return value
+    finally:
+        await connection.close()
+
+
+async def drain_rate(
+    database_url: str, sql: str, args: tuple[object, ...], expected: int, stall_seconds: float = 15.0
+) -> tuple[int, float]:
+    """Poll a count until it reaches `expected` (or stops moving); (rows done, rows/s).
+
+    The clock starts at the first row seen, so process start-up is not counted."""
+    connection = await asyncpg.connect(plain_database_url(database_url))
+    try:
+        first_at: float | None = None
+        first_count = 0
+        last_change_at = time.monotonic()
+        last = -1
+        while True:
+            value: int = await connection.fetchval(sql, *args)
+            now = time.monotonic()
+            if value != last:
+                last, last_change_at = value, now
+                if first_at is None and value > 0:
+                    first_at, first_count = now, value
+            if value >= expected or now - last_change_at > stall_seconds:
+                break
+            await asyncio.sleep(0.05)
+        elapsed = (last_change_at - first_at) if first_at else 0.0
+        rate = (last - first_count) / elapsed if elapsed > 0 else 0.0
+        return last, rate
+    finally:
+        await connection.close()
+
+
+async def executemany_ceiling(database_url: str, tenant_id: str, rows: int) -> float:
+    """Ledger rows/s written by asyncpg executemany of the same shape of rows, in one transaction."""
+    connection = await asyncpg.connect(plain_database_url(database_url))
+    try:
+        await connection.execute(
+            "INSERT INTO tenant (id, name, engine_key_hash) VALUES ($1, 'ceiling', md5(random()::text))", tenant_id
+        )
+        await connection.executemany(
+            "INSERT INTO customer (tenant_id, id, status, attributes) VALUES ($1, $2, 'inactive', '{}'::jsonb)",
+            [(tenant_id, f"bench-customer-{n}") for n in range(1000)],
+        )
+        now = datetime.now(UTC)
+        data = '{"sku": "SKU-1", "amount": "10", "tier": "gold"}'
+        records = [
+            (
+                tenant_id,
+                f"bench-customer-{n % 1000}",
+                "mp_purchase",
+                data,
+                "mparticle",
+                f"req-{n // 5}",
+                f"evt-{n % 5}",
+                f"req-{n // 5}/evt-{n % 5}/{n % 5}",
+                now,
+            )
+            for n in range(rows)
+        ]
+        started = time.perf_counter()
+        async with connection.transaction():
+            await connection.executemany(
+                "INSERT INTO ledger_event (tenant_id, customer_id, action, data, source, request_id,"
+                " source_event_id, dedupe_key, occurred_at) VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9)"
+                " ON CONFLICT (tenant_id, dedupe_key) DO NOTHING",
+                records,
+            )
+        return rows / (time.perf_counter() - started)
+    finally:
+        await connection.close()
+
+
+class VisibilityWatcher:
+    """Polls the ledger every few ms and records when each new row became visible, so that
+    (visible time - occurred_at = the send time stamped by wrk) is the end-to-end latency."""
+
+    LOOKBACK_IDS = 2000
+
+    def __init__(self, database_url: str, tenant_id: str, request_prefix: str, poll_seconds: float = 0.01) -> None:
+        self.database_url = database_url
+        self.tenant_id = tenant_id
+        self.request_prefix = request_prefix
+        self.poll_seconds = poll_seconds
+        self.latencies_ms: list[float] = []
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        connection = await asyncpg.connect(plain_database_url(self.database_url))
+        try:
+            last_id = await connection.fetchval("SELECT coalesce(max(id), 0) FROM ledger_event")
+            seen: set[int] = set()
+            while not self._stop.is_set():
+                # Ids are taken before commit, so a lower id can become visible after a higher one:
+                # look back a window of ids and skip the ones already seen.
+                rows = await connection.fetch(
+                    "SELECT id, occurred_at FROM ledger_event WHERE id > $1 AND tenant_id = $2 AND request_id LIKE $3",
+                    last_id - self.LOOKBACK_IDS,
+                    self.tenant_id,
+                    self.request_prefix + "%",
+                )
+                seen_at = datetime.now(UTC)
+                for row in rows:
+                    if row["id"] in seen:
+                        continue
+                    seen.add(row["id"])
+                    self.latencies_ms.append((seen_at - row["occurred_at"]).total_seconds() * 1000)
+                    last_id = max(last_id, row["id"])
+                await asyncio.sleep(self.poll_seconds)
+        finally:
+            await connection.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
