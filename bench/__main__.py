@@ -17,10 +17,12 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench import environment, measure, processes
 from bench.wrk import WrkResult, run_wrk
@@ -82,7 +84,197 @@ def _check(report: Report, result: WrkResult, what: str) -> None:
         report.notes.append(f"{what}: {result.errors} of {result.requests} requests failed (non-2xx or socket errors)")
 
 
-async def run(profile: Profile) -> Report:
+PHASES = ("ingest", "inbound", "e2e", "outbound")
+
+
+@dataclass
+class BenchRun:
+    """What the phases share: the profile, the report, the servers and the processes."""
+
+    profile: Profile
+    report: Report
+    work_dir: Path
+    database_url: str
+    env: dict[str, str]
+    base_url: str
+    s2s_url: str
+    tenant: environment.BenchTenant
+    proxy: subprocess.Popen[bytes]
+    worker: subprocess.Popen[bytes] | None = None
+    worker_peak_mb: float = 0.0
+    saturation_rate: float = 0.0
+    accepted_requests: int = 0
+
+    def start_worker(self, log_name: str) -> None:
+        self.worker = processes.start_cli("worker", self.env, self.work_dir / log_name)
+
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker_peak_mb = max(self.worker_peak_mb, processes.peak_rss_mb(self.worker.pid))
+            processes.stop(self.worker)
+            self.worker = None
+
+    def firehose(self, **kwargs: Any) -> WrkResult:
+        return self.load("/mparticle/firehose", environment.firehose_body(self.tenant), {}, **kwargs)
+
+    def load(
+        self, path: str, body: str, headers: dict[str, str], *, base: str | None = None, **kwargs: Any
+    ) -> WrkResult:
+        return run_wrk(
+            base or self.base_url,
+            path,
+            body,
+            {"Content-Type": "application/json", **headers},
+            connections=self.profile.connections,
+            **kwargs,
+        )
+
+
+def phase_ingest(run: BenchRun) -> None:
+    """Proxy ingest at saturation vs the parse-only ceiling, then latency at half that rate."""
+    print("1. proxy ingest")
+    body = environment.firehose_body(run.tenant)
+    run.load("/bench/parse-only", body, {}, duration_seconds=1, nonce="warm")
+    ceiling = run.load("/bench/parse-only", body, {}, duration_seconds=run.profile.saturation_seconds, nonce="ceil")
+    ingest = run.firehose(duration_seconds=run.profile.saturation_seconds, nonce="sat")
+    _check(run.report, ingest, "ingest at saturation")
+    rate, ceiling_rate = ingest.requests_per_second, ceiling.requests_per_second
+    run.report.add(
+        Row(
+            "proxy ingest, requests/s (5-event requests)",
+            rate,
+            "req/s",
+            ceiling_rate,
+            ">= 0.8 x ceiling",
+            rate >= 0.8 * ceiling_rate,
+        )
+    )
+    run.saturation_rate = rate
+    paced = run.firehose(duration_seconds=run.profile.latency_seconds, nonce="half", rate_per_second=rate / 2)
+    _check(run.report, paced, "ingest at half rate")
+    run.report.add(Row("proxy ingest p50 at half saturation, ms", paced.p50_ms, "ms"))
+    run.report.add(
+        Row("proxy ingest p99 at half saturation, ms", paced.p99_ms, "ms", None, "<= 20 ms", paced.p99_ms <= 20)
+    )
+    run.accepted_requests = ingest.requests - ingest.errors + paced.requests - paced.errors
+
+
+async def phase_inbound(run: BenchRun) -> None:
+    """One worker drains the backlog left by the ingest phase; vs asyncpg executemany."""
+    print("2. inbound processing")
+    if run.accepted_requests == 0:  # run alone: build a backlog first, no worker running
+        backlog = run.firehose(duration_seconds=run.profile.saturation_seconds, nonce="fill")
+        run.accepted_requests = backlog.requests - backlog.errors
+    expected = run.accepted_requests * 5
+    run.start_worker("worker-inbound.log")
+    done, events_per_second = await measure.drain_rate(
+        run.database_url, "SELECT count(*) FROM ledger_event WHERE tenant_id = $1", (run.tenant.id,), expected=expected
+    )
+    raw = await measure.executemany_ceiling(run.database_url, f"{run.tenant.id}-ceiling", min(max(done, 5000), 100_000))
+    run.report.add(
+        Row(
+            "inbound processing, ledger events/s (1 worker)",
+            events_per_second,
+            "rows/s",
+            raw,
+            ">= 0.25 x ceiling",
+            events_per_second >= 0.25 * raw,
+        )
+    )
+    if done < expected:
+        run.report.notes.append(f"inbound drain stopped at {done} of {expected} ledger rows")
+
+
+async def phase_e2e(run: BenchRun) -> None:
+    """Proxy + worker at half the saturation rate: request sent -> ledger row visible."""
+    print("3. end to end")
+    if run.worker is None:
+        run.start_worker("worker-e2e.log")
+    if run.saturation_rate == 0:
+        run.saturation_rate = run.firehose(
+            duration_seconds=run.profile.saturation_seconds, nonce="sat"
+        ).requests_per_second
+    watcher = measure.VisibilityWatcher(run.database_url, run.tenant.id, "e2e")
+    watching = asyncio.create_task(watcher.run())
+    e2e = await asyncio.to_thread(
+        run.firehose, duration_seconds=run.profile.e2e_seconds, nonce="e2e", rate_per_second=run.saturation_rate / 2
+    )
+    _check(run.report, e2e, "end to end")
+    await measure.drain_rate(
+        run.database_url,
+        "SELECT count(*) FROM ledger_event WHERE tenant_id = $1 AND request_id LIKE 'e2e%'",
+        (run.tenant.id,),
+        expected=(e2e.requests - e2e.errors) * 5,
+        stall_seconds=5,
+    )
+    await asyncio.sleep(0.2)
+    watcher.stop()
+    await watching
+    p99 = measure.percentile(watcher.latencies_ms, 0.99)
+    run.report.add(
+        Row("end to end p50 (sent -> ledger row visible), ms", measure.percentile(watcher.latencies_ms, 0.5), "ms")
+    )
+    run.report.add(Row("end to end p99 (sent -> ledger row visible), ms", p99, "ms", None, "<= 250 ms", p99 <= 250))
+    run.report.add(Row("end to end rate, requests/s", e2e.requests_per_second, "req/s"))
+
+
+async def phase_outbound(run: BenchRun) -> None:
+    """Accepted/s with no worker (vs parse-only), then delivered/s by one worker (vs the fake's rate)."""
+    print("4. outbound")
+    run.stop_worker()
+    body = environment.outbound_event_body()
+    seconds = run.profile.outbound_seconds
+    ceiling = run.load("/bench/parse-only", body, {}, duration_seconds=seconds, nonce="oceil")
+    accepted = run.load(
+        f"/api/v1/tenants/{run.tenant.id}/outbound/events",
+        body,
+        {"Authorization": f"Bearer {run.tenant.engine_key}"},
+        duration_seconds=seconds,
+        nonce="out",
+    )
+    _check(run.report, accepted, "outbound accept")
+    run.report.add(
+        Row(
+            "outbound accepted, messages/s",
+            accepted.requests_per_second,
+            "msg/s",
+            ceiling.requests_per_second,
+            ">= 0.5 x ceiling",
+            accepted.requests_per_second >= 0.5 * ceiling.requests_per_second,
+        )
+    )
+    fake_ceiling = run.load(
+        "/v2/events",
+        environment.s2s_batch_body(),
+        {"Authorization": "Basic YmVuY2gta2V5OmJlbmNoLXNlY3JldA=="},
+        base=run.s2s_url,
+        duration_seconds=seconds,
+        nonce="fake",
+    )
+    expected = accepted.requests - accepted.errors
+    run.start_worker("worker-outbound.log")
+    delivered, delivered_per_second = await measure.drain_rate(
+        run.database_url,
+        "SELECT count(*) FROM outbound_message WHERE tenant_id = $1 AND status = 'delivered'",
+        (run.tenant.id,),
+        expected=expected,
+    )
+    run.report.add(
+        Row(
+            "outbound delivered, messages/s (1 worker)",
+            delivered_per_second,
+            "msg/s",
+            fake_ceiling.requests_per_second,
+            ">= accepted/s",
+            delivered_per_second >= accepted.requests_per_second,
+        )
+    )
+    if delivered < expected:
+        run.report.notes.append(f"outbound drain stopped at {delivered} of {expected} messages")
+
+
+async def run(profile: Profile, phases: tuple[str, ...]) -> Report:
+    """Set up servers and processes, run the phases in order, report memory, tear down."""
     report = Report()
     work_dir = Path(os.getcwd()) / "var" / "bench"
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -100,194 +292,41 @@ async def run(profile: Profile) -> Report:
         "PORT": str(proxy_port),
         "ENABLE_BENCH_ROUTES": "true",
         "LOG_LEVEL": "WARNING",
-        "CONFIG_CACHE_SECONDS": "1",
     }
-    base = f"http://127.0.0.1:{proxy_port}"
     fake = processes.start_module("bench.fake_s2s", ["--port", str(fake_port)], env, work_dir / "fake_s2s.log")
     proxy = processes.start_cli("proxy", env, work_dir / "proxy.log")
-    workers: list[int] = []
-    worker = None
+    bench = BenchRun(
+        profile, report, work_dir, database_url, env, f"http://127.0.0.1:{proxy_port}", s2s_url, tenant, proxy
+    )
     try:
-        processes.wait_http_ok(f"{base}/readyz")
+        processes.wait_http_ok(f"{bench.base_url}/readyz")
         processes.wait_http_ok(f"{s2s_url}/stats")
         await asyncio.sleep(1.5)  # the proxy's config cache sees the bench tenant
-        firehose = environment.firehose_body(tenant)
-        json_headers = {"Content-Type": "application/json"}
-        c = profile.connections
-
-        print("1. proxy ingest")
-        run_wrk(base, "/bench/parse-only", firehose, json_headers, duration_seconds=1, connections=c, nonce="warm")
-        ceiling = run_wrk(
-            base,
-            "/bench/parse-only",
-            firehose,
-            json_headers,
-            duration_seconds=profile.saturation_seconds,
-            connections=c,
-            nonce="ceil",
-        )
-        ingest = run_wrk(
-            base,
-            "/mparticle/firehose",
-            firehose,
-            json_headers,
-            duration_seconds=profile.saturation_seconds,
-            connections=c,
-            nonce="sat",
-        )
-        _check(report, ingest, "ingest at saturation")
-        report.add(
-            Row(
-                "proxy ingest, requests/s (5-event requests)",
-                ingest.requests_per_second,
-                "req/s",
-                ceiling.requests_per_second,
-                ">= 0.8 x ceiling",
-                ingest.requests_per_second >= 0.8 * ceiling.requests_per_second,
-            )
-        )
-        half_rate = ingest.requests_per_second / 2
-        paced = run_wrk(
-            base,
-            "/mparticle/firehose",
-            firehose,
-            json_headers,
-            duration_seconds=profile.latency_seconds,
-            connections=c,
-            nonce="half",
-            rate_per_second=half_rate,
-        )
-        _check(report, paced, "ingest at half rate")
-        report.add(Row("proxy ingest p50 at half saturation, ms", paced.p50_ms, "ms"))
-        report.add(
-            Row("proxy ingest p99 at half saturation, ms", paced.p99_ms, "ms", None, "<= 20 ms", paced.p99_ms <= 20)
-        )
-        accepted_requests = ingest.requests - ingest.errors + paced.requests - paced.errors
-
-        print("2. inbound processing")
-        worker = processes.start_cli("worker", env, work_dir / "worker.log")
-        workers.append(worker.pid)
-        done, events_per_second = await measure.drain_rate(
-            database_url,
-            "SELECT count(*) FROM ledger_event WHERE tenant_id = $1",
-            (tenant.id,),
-            expected=accepted_requests * 5,
-        )
-        raw = await measure.executemany_ceiling(database_url, f"{tenant.id}-ceiling", min(max(done, 5000), 100_000))
-        report.add(
-            Row(
-                "inbound processing, ledger events/s (1 worker)",
-                events_per_second,
-                "rows/s",
-                raw,
-                ">= 0.25 x ceiling",
-                events_per_second >= 0.25 * raw,
-            )
-        )
-        if done < accepted_requests * 5:
-            report.notes.append(f"inbound drain stopped at {done} of {accepted_requests * 5} ledger rows")
-
-        print("3. end to end")
-        watcher = measure.VisibilityWatcher(database_url, tenant.id, "e2e")
-        watching = asyncio.create_task(watcher.run())
-        e2e = await asyncio.to_thread(
-            run_wrk,
-            base,
-            "/mparticle/firehose",
-            firehose,
-            json_headers,
-            duration_seconds=profile.e2e_seconds,
-            connections=c,
-            nonce="e2e",
-            rate_per_second=half_rate,
-        )
-        _check(report, e2e, "end to end")
-        await measure.drain_rate(
-            database_url,
-            "SELECT count(*) FROM ledger_event WHERE tenant_id = $1 AND request_id LIKE 'e2e%'",
-            (tenant.id,),
-            expected=e2e.requests * 5,
-            stall_seconds=5,
-        )
-        await asyncio.sleep(0.2)
-        watcher.stop()
-        await watching
-        report.add(
-            Row("end to end p50 (sent -> ledger row visible), ms", measure.percentile(watcher.latencies_ms, 0.5), "ms")
-        )
-        p99 = measure.percentile(watcher.latencies_ms, 0.99)
-        report.add(Row("end to end p99 (sent -> ledger row visible), ms", p99, "ms", None, "<= 250 ms", p99 <= 250))
-        report.add(Row("end to end rate, requests/s", e2e.requests_per_second, "req/s"))
-
-        print("4. outbound")
-        processes.stop(worker)
-        worker = None
-        out_path = f"/api/v1/tenants/{tenant.id}/outbound/events"
-        out_headers = {**json_headers, "Authorization": f"Bearer {tenant.engine_key}"}
-        out_body = environment.outbound_event_body()
-        out_ceiling = run_wrk(
-            base,
-            "/bench/parse-only",
-            out_body,
-            json_headers,
-            duration_seconds=profile.outbound_seconds,
-            connections=c,
-            nonce="oceil",
-        )
-        accepted = run_wrk(
-            base, out_path, out_body, out_headers, duration_seconds=profile.outbound_seconds, connections=c, nonce="out"
-        )
-        _check(report, accepted, "outbound accept")
-        report.add(
-            Row(
-                "outbound accepted, messages/s",
-                accepted.requests_per_second,
-                "msg/s",
-                out_ceiling.requests_per_second,
-                ">= 0.5 x ceiling",
-                accepted.requests_per_second >= 0.5 * out_ceiling.requests_per_second,
-            )
-        )
-        fake_ceiling = run_wrk(
-            s2s_url,
-            "/v2/events",
-            environment.s2s_batch_body(),
-            {**json_headers, "Authorization": "Basic YmVuY2gta2V5OmJlbmNoLXNlY3JldA=="},
-            duration_seconds=profile.outbound_seconds,
-            connections=c,
-            nonce="fake",
-        )
-        worker = processes.start_cli("worker", env, work_dir / "worker2.log")
-        workers.append(worker.pid)
-        delivered_count, delivered_per_second = await measure.drain_rate(
-            database_url,
-            "SELECT count(*) FROM outbound_message WHERE tenant_id = $1 AND status = 'delivered'",
-            (tenant.id,),
-            expected=accepted.requests - accepted.errors,
-        )
-        report.add(
-            Row(
-                "outbound delivered, messages/s (1 worker)",
-                delivered_per_second,
-                "msg/s",
-                fake_ceiling.requests_per_second,
-                ">= accepted/s",
-                delivered_per_second >= accepted.requests_per_second,
-            )
-        )
-        if delivered_count < accepted.requests - accepted.errors:
-            report.notes.append(f"outbound drain stopped at {delivered_count} of {accepted.requests} messages")
-
+        if "ingest" in phases:
+            phase_ingest(bench)
+        if "inbound" in phases:
+            await phase_inbound(bench)
+        if "e2e" in phases:
+            await phase_e2e(bench)
+        if "outbound" in phases:
+            await phase_outbound(bench)
         print("5. memory")
+        bench.stop_worker()
         proxy_mb = processes.peak_rss_mb(proxy.pid)
-        worker_mb = processes.peak_rss_mb(worker.pid)
         report.add(Row("proxy peak resident memory, MiB", proxy_mb, "MiB", None, "< 200 MiB", proxy_mb < 200))
-        report.add(
-            Row("worker peak resident memory, MiB (last worker)", worker_mb, "MiB", None, "< 200 MiB", worker_mb < 200)
-        )
+        if bench.worker_peak_mb:
+            report.add(
+                Row(
+                    "worker peak resident memory, MiB",
+                    bench.worker_peak_mb,
+                    "MiB",
+                    None,
+                    "< 200 MiB",
+                    bench.worker_peak_mb < 200,
+                )
+            )
     finally:
-        if worker is not None:
-            processes.stop(worker)
+        bench.stop_worker()
         processes.stop(proxy)
         processes.stop(fake)
         await environment.drop_database(database_url)
@@ -300,9 +339,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--smoke", action="store_true", help="seconds-long run that only checks the bench works")
     parser.add_argument("--output", type=Path, default=None, help="where to write the JSON figures")
+    parser.add_argument(
+        "--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)} (default: all)"
+    )
     args = parser.parse_args()
     started = time.strftime("%Y%m%dT%H%M%S")
-    report = asyncio.run(run(SMOKE if args.smoke else FULL))
+    phases = tuple(phase.strip() for phase in args.phases.split(",") if phase.strip())
+    unknown = set(phases) - set(PHASES)
+    if unknown:
+        parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
+    report = asyncio.run(run(SMOKE if args.smoke else FULL, phases))
     print()
     print(report.table())
     for note in report.notes:
