@@ -13,9 +13,8 @@ from shared.error_log import record_incoming_error
 from shared.errors import ErrorCode, ErrorSource
 from shared.firehose.schemas import FirehoseRequest
 from shared.mapping.inbound import CustomerAction, decide_customer, identifier_attributes, new_customer_id
-from shared.models import Customer
 from shared.repositories.customer_lists import CustomerListRepository
-from shared.repositories.customers import CustomerRepository
+from shared.repositories.customers import CustomerRecord, CustomerRepository
 from shared.tenant_config import InboundConfig, TenantConfig
 
 # Inbound settings of a connected tenant that never saved any (the admin API shows the same defaults).
@@ -59,7 +58,7 @@ class InboundRequest:
             payload=self.payload,
         )
 
-    async def resolve_customer(self, identifier: str, *, yields_opt_in: bool) -> Customer | None:
+    async def resolve_customer(self, identifier: str, *, yields_opt_in: bool) -> CustomerRecord | None:
         """The customer the identifier names: found, or created (active with an opt_in, inactive
         with auto-subscribe); None when it is unknown and may not be created."""
         field = self.inbound.loyalty_identifier_field

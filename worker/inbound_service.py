@@ -13,8 +13,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 import orjson
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -119,11 +121,12 @@ async def record_processing_failure(
 
 async def claim_request(session: AsyncSession, tenant_id: str, request_id: str) -> bool:
     """Mark the request as applied (in the job's transaction); False when it already was."""
+    table = cast(Table, ProcessedRequest.__table__)  # a Core statement: this runs once per request
     claimed = await session.scalar(
-        insert(ProcessedRequest)
+        insert(table)
         .values(tenant_id=tenant_id, request_id=request_id)
-        .on_conflict_do_nothing(index_elements=[ProcessedRequest.tenant_id, ProcessedRequest.request_id])
-        .returning(ProcessedRequest.request_id)
+        .on_conflict_do_nothing(index_elements=[table.c.tenant_id, table.c.request_id])
+        .returning(table.c.request_id)
     )
     return claimed is not None
 
