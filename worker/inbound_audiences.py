@@ -68,18 +68,18 @@ class _MembershipRun:
         self.removed = 0
 
     async def list_for(self, audience: AudienceMembership, *, create: bool) -> CustomerList | None:
-        cached = self.lists.get(audience.audience_id)
-        if cached is None and (create or audience.audience_id not in self.lists):
-            repository = self.context.lists
-            cached = (
-                await repository.ensure_for_audience(
-                    audience.audience_id, list_name(audience.audience_id, audience.audience_name)
-                )
-                if create
-                else await repository.find_for_audience(audience.audience_id)
-            )
-            self.lists[audience.audience_id] = cached
-        return cached
+        """The audience's list (created when `create`); looked up once per message."""
+        audience_id = audience.audience_id
+        known = self.lists.get(audience_id)
+        if known is not None or (audience_id in self.lists and not create):
+            return known
+        repository = self.context.lists
+        if create:
+            known = await repository.ensure_for_audience(audience_id, list_name(audience_id, audience.audience_name))
+        else:
+            known = await repository.find_for_audience(audience_id)
+        self.lists[audience_id] = known
+        return known
 
     async def apply_profile(self, raw_profile: dict[str, Any], audiences: list[AudienceMembership]) -> None:
         relevant = [a for a in audiences if a.action in (MEMBER_ADD, MEMBER_DELETE)]
