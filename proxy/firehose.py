@@ -10,6 +10,7 @@ from proxy.firehose_service import FirehoseCall, handle_firehose_call, now_ms
 from proxy.responses import JSONBytesResponse
 from proxy.state import ProxyState
 from shared.errors import PayloadTooLarge
+from shared.firehose.queue import FirehoseQueue, GroupedEnqueuer
 from shared.firehose.responses import (
     AudienceMembershipChangeResponse,
     AudienceSubscriptionResponse,
@@ -45,6 +46,17 @@ def _state(request: Request) -> ProxyState:
     return state
 
 
+def _enqueuer(request: Request) -> GroupedEnqueuer:
+    """The app's Firehose enqueuer, made on first use (it groups the round trips of concurrent
+    requests, so there is one per app)."""
+    enqueuer: GroupedEnqueuer | None = getattr(request.app.state, "firehose_enqueuer", None)
+    if enqueuer is None:
+        state = _state(request)
+        enqueuer = GroupedEnqueuer(FirehoseQueue(state.redis, state.settings.queue_name))
+        request.app.state.firehose_enqueuer = enqueuer
+    return enqueuer
+
+
 async def read_firehose_call(request: Request) -> FirehoseCall:
     """The call as received. The body is refused with 413 beyond MAX_REQUEST_BYTES: by its
     declared length when there is one, else by counting while reading (chunked bodies)."""
@@ -72,6 +84,6 @@ async def receive_firehose_message(request: Request) -> JSONBytesResponse:
     """Dispatch on the message `type`. Registration needs no authentication; every other message
     is authenticated by its account settings and answered 200 only once its work is in the queue.
     The body is read here rather than through FastAPI parameters: this is the hot path."""
-    response = await handle_firehose_call(_state(request), await read_firehose_call(request))
+    response = await handle_firehose_call(_state(request), _enqueuer(request), await read_firehose_call(request))
     # Rendered here: FastAPI's response_model path would validate the union once more per request.
     return JSONBytesResponse(response.model_dump(exclude_none=True))

@@ -1,7 +1,8 @@
 """The Firehose endpoint's logic: decode, authenticate, prioritise, enqueue, answer.
 
 The success path reads only the in-process tenant config cache and makes exactly one Redis round
-trip (JobQueue.enqueue); it never touches PostgreSQL. PostgreSQL is written on failure paths only,
+trip (a Lua script, shared by the requests of one event-loop iteration: GroupedEnqueuer); it never
+touches PostgreSQL. PostgreSQL is written on failure paths only,
 to log a rejected request of a known tenant.
 """
 
@@ -22,6 +23,7 @@ from proxy.state import ProxyState
 from shared.credentials import secrets_equal
 from shared.error_log import record_incoming_error
 from shared.errors import BadRequest, BridgeError, ErrorCode, ErrorSource, ServiceUnavailable, Unauthorized
+from shared.firehose.queue import GroupedEnqueuer, QueuedRequest
 from shared.firehose.responses import (
     TENANT_SETTING_ID,
     TOKEN_SETTING_ID,
@@ -40,7 +42,7 @@ from shared.firehose.schemas import (
     parse_request,
 )
 from shared.mapping.inbound import request_priority
-from shared.queue import UNMAPPED_PRIORITY, JobName, QueuedJob, firehose_job_id
+from shared.queue import UNMAPPED_PRIORITY
 from shared.redaction import REDACTED
 from shared.settings import Settings
 from shared.tenant_config import TenantConfig
@@ -65,7 +67,7 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-async def handle_firehose_call(state: ProxyState, call: FirehoseCall) -> FirehoseResponse:
+async def handle_firehose_call(state: ProxyState, enqueuer: GroupedEnqueuer, call: FirehoseCall) -> FirehoseResponse:
     """Answer one Firehose message; raises BridgeError (400/401/503) when it is not accepted."""
     payload = _decode(call.body)
     tenant = _claimed_tenant(state, payload)
@@ -80,22 +82,29 @@ async def handle_firehose_call(state: ProxyState, call: FirehoseCall) -> Firehos
     except BridgeError as rejected:
         raise await _logged(state, tenant, call, payload, rejected) from None
     if not is_verification(request):
-        await _enqueue(state, tenant, request, call, payload)
+        await _enqueue(state, enqueuer, tenant, request, call, payload)
     return acknowledgement(message_type, request.id, now_ms())
 
 
 async def _enqueue(
-    state: ProxyState, tenant: TenantConfig, request: AuthenticatedRequest, call: FirehoseCall, payload: dict[str, Any]
+    state: ProxyState,
+    enqueuer: GroupedEnqueuer,
+    tenant: TenantConfig,
+    request: AuthenticatedRequest,
+    call: FirehoseCall,
+    payload: dict[str, Any],
 ) -> None:
-    job = QueuedJob(
-        function=JobName.PROCESS_FIREHOSE,
-        args=(tenant.id, _job_body(call.body, tenant), call.received_at_ms),
-        job_id=firehose_job_id(state.settings.queue_name, tenant.id, request.id),
+    queued = QueuedRequest(
+        tenant_id=tenant.id,
+        request_id=request.id,
+        body=_job_body(call.body, tenant),
+        received_at_ms=call.received_at_ms,
         priority=_priority(tenant, request, payload),
     )
     try:
         async with asyncio.timeout(ENQUEUE_TIMEOUT_SECONDS):
-            await state.queue.enqueue(job)  # False: already queued under this id, which is fine
+            # False when already queued under this id (mParticle retried): answered 200 all the same.
+            await enqueuer.enqueue(queued)
     except (RedisError, OSError, TimeoutError) as exc:
         logger.warning("firehose request could not be enqueued: %s", exc.__class__.__name__)
         unavailable = ServiceUnavailable("the processing queue is unavailable; retry later")

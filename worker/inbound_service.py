@@ -1,6 +1,9 @@
 """Applying one Firehose request: a single transaction that first claims the request id in
 processed_request (a request already applied is skipped), then records everything it yields.
-A worker killed mid-job leaves nothing half-done; the re-run applies the request once.
+A worker killed mid-way leaves nothing half-done; the re-run applies the request once.
+
+Batches (worker.inbound_batch) apply many requests in one transaction with the same rules; this
+module is also their fallback, one transaction per request, when a batch fails unexpectedly.
 
 Event requests: mapped events become ledger entries of the sender (resolved or created per
 CONTRACT §3); events of types no mapping names (session_start, user_attribute_change, ... when
@@ -133,19 +136,29 @@ async def claim_request(session: AsyncSession, tenant_id: str, request_id: str) 
 
 async def apply_firehose_request(session: AsyncSession, tenant: TenantConfig, job: InboundJob) -> str:
     """Apply one request in the caller's transaction; returns a one-line summary."""
+    context = parse_job(session, tenant, job)
+    if not await claim_request(session, tenant.id, context.request.id):
+        return f"request {context.request.id} already applied"
+    return await apply_claimed_request(context)
+
+
+def parse_job(session: AsyncSession, tenant: TenantConfig, job: InboundJob) -> InboundRequest:
+    """The job's request, validated again (the proxy already did), ready to be applied."""
     payload = orjson.loads(job.body)
-    request = parse_request(MessageType(payload["type"]), payload)
-    if not await claim_request(session, tenant.id, request.id):
-        return f"request {request.id} already applied"
-    context = InboundRequest(
+    return InboundRequest(
         session=session,
         tenant=tenant,
         inbound=tenant.inbound or DEFAULT_INBOUND,
-        request=request,
+        request=parse_request(MessageType(payload["type"]), payload),
         payload=payload,
         received_at=job.received_at,
     )
-    if not tenant.connected:
+
+
+async def apply_claimed_request(context: InboundRequest) -> str:
+    """Apply a request whose id this transaction has claimed; returns a one-line summary."""
+    request = context.request
+    if not context.tenant.connected:
         await context.log_error(
             ErrorSource.ENGINE_REQUEST,
             ErrorCode.TENANT_DISCONNECTED,

@@ -4,6 +4,8 @@ arq's Worker exits when it loses Redis (python-arq/arq issues 386, 435, 498), in
 start-up. run_worker therefore runs one Worker at a time and, when one dies of a connection
 error, closes it without needing Redis and starts a fresh one after a short, growing delay.
 PostgreSQL outages never stop the worker: jobs that cannot reach it are retried (see the jobs).
+Firehose requests are not arq jobs: each Worker runs a FirehoseConsumer (worker.inbound_consumer)
+beside arq's loop, started in on_startup and stopped (its batch in hand finished) in on_shutdown.
 
 Crashed work: arq marks a started job "in progress" with a key that expires after the longest
 job timeout + 10 s (arq-wide, so one long cron job would make every job wait that long after a
@@ -35,10 +37,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.db import create_engine, create_sessionmaker
+from shared.firehose.queue import FirehoseQueue
 from shared.queue import JobQueue, create_arq_pool, deserialize_job, serialize_job
 from shared.settings import Settings
 from shared.tenant_config import TenantConfigCache
 from worker.context import CONTEXT_KEY, WorkerContext, worker_context
+from worker.inbound_consumer import ConsumerTask, FirehoseConsumer
 from worker.jobs import CRON_JOBS, JOB_FUNCTIONS
 
 logger = logging.getLogger(__name__)
@@ -94,6 +98,7 @@ def build_worker(
     """An arq Worker bound to our queue, serializer, jobs and start-up/shut-down hooks."""
 
     lease = InProgressLease()
+    firehose = _ConsumerHolder()
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         lease.start(worker)
@@ -113,8 +118,14 @@ def build_worker(
             http=http,
             queue=JobQueue(ctx["redis"], settings.queue_name),
         )
+        consumer = FirehoseConsumer(FirehoseQueue(ctx["redis"], settings.queue_name), sessionmaker, tenant_configs)
+        if burst:  # a burst worker applies everything queued before arq's own burst run
+            await consumer.drain()
+        else:
+            firehose.start(consumer)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        await firehose.stop(JOB_COMPLETION_WAIT_SECONDS)
         await lease.stop()
         if CONTEXT_KEY not in ctx:
             return
@@ -161,6 +172,22 @@ class BridgeWorker(Worker):
         self._burst_cron_started = True
         # A window of a millisecond: start-up runs and overdue runs, nothing deferred.
         await super().run_cron(n, 0.0005, 2)
+
+
+class _ConsumerHolder:
+    """The Firehose consumer of one arq Worker's lifetime (started in on_startup)."""
+
+    def __init__(self) -> None:
+        self._task: ConsumerTask | None = None
+
+    def start(self, consumer: FirehoseConsumer) -> None:
+        self._task = ConsumerTask(consumer)
+        self._task.start()
+
+    async def stop(self, timeout_seconds: float) -> None:
+        if self._task is not None:
+            await self._task.stop(timeout_seconds)
+            self._task = None
 
 
 class InProgressLease:

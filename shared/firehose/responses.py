@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -28,9 +27,9 @@ class ResponseModel(BaseModel):
 
 
 class FirehoseResponse(ResponseModel):
-    """The envelope every response carries; `id` echoes the request's."""
+    """The envelope every response carries; `id` echoes the request's. Each subclass fixes `type`."""
 
-    type: str
+    type: str = ""
     id: str
     timestamp_ms: int
     firehose_version: str = FIREHOSE_VERSION
@@ -96,7 +95,7 @@ class ModuleRegistrationResponse(FirehoseResponse):
     audience_processing_registration: AudienceProcessingRegistration
 
 
-_ACKNOWLEDGEMENTS: dict[MessageType, Callable[..., FirehoseResponse]] = {
+_ACKNOWLEDGEMENTS: dict[MessageType, type[FirehoseResponse]] = {
     MessageType.EVENT_PROCESSING: EventProcessingResponse,
     MessageType.AUDIENCE_SUBSCRIPTION: AudienceSubscriptionResponse,
     MessageType.AUDIENCE_MEMBERSHIP_CHANGE: AudienceMembershipChangeResponse,
@@ -106,7 +105,8 @@ _ACKNOWLEDGEMENTS: dict[MessageType, Callable[..., FirehoseResponse]] = {
 
 def acknowledgement(message_type: MessageType, request_id: str, now_ms: int) -> FirehoseResponse:
     """The typed response to an accepted (or verification) request, echoing its id."""
-    return _ACKNOWLEDGEMENTS[message_type](id=request_id, timestamp_ms=now_ms)
+    # Built without validation: on the hot path, and the values are ours.
+    return _ACKNOWLEDGEMENTS[message_type].model_construct(id=request_id, timestamp_ms=now_ms)
 
 
 def _account_settings() -> list[AccountSetting]:

@@ -4,6 +4,7 @@ and SIGTERM lets the running job finish."""
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -11,17 +12,18 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from shared.queue import firehose_job_id
+from shared.firehose.queue import FirehoseQueue
 from shared.settings import Settings, plain_database_url
 from tests.e2e.conftest import eventually
 from tests.factories import TenantFixture, make_tenant
 from tests.inbound_helpers import custom_event, event_request, post_firehose, refresh_configs
-from worker.main import IN_PROGRESS_LEASE_SECONDS
+from worker.inbound_consumer import LEASE_SECONDS
 
-REQUESTS = 240
+REQUESTS = 300
+# The request whose batch the crash interrupts: a later batch, so earlier ones are committed.
+HELD = REQUESTS - 50
 EVENTS_PER_REQUEST = 3
 CUSTOMERS = 12
-IN_PROGRESS_PREFIX = "arq:in-progress:"
 
 
 @dataclass
@@ -96,31 +98,32 @@ async def test_worker_killed_mid_backlog_loses_and_duplicates_nothing(
     ]
     for payload in payloads:
         assert (await post_firehose(client, payload)).status_code == 200
-    # The first request's job will be cut off while waiting inside its transaction.
-    held = await hold_request(blocker, tenant.id, payloads[0]["id"])
+    # The batch holding request HELD will be cut off while waiting inside its transaction.
+    held = await hold_request(blocker, tenant.id, payloads[HELD]["id"])
 
     first = spawn("worker")
 
     async def mid_backlog() -> bool:
-        return bool(await database.workers_waiting_on_a_lock() >= 1 and await database.processed() >= REQUESTS // 4)
+        return bool(await database.workers_waiting_on_a_lock() >= 1 and await database.processed() > 0)
 
     await eventually(mid_backlog, timeout=60)
     first.signal(signal.SIGKILL)
     await first.wait(10)
-    applied_before_the_crash = await database.processed() - 1  # minus the row held by the blocker
+    applied_before_the_crash = await database.processed()  # the blocker's row is not committed
     await held.rollback()
     assert applied_before_the_crash < REQUESTS, "the crash happened before the backlog was done"
     print(f"requests applied before the crash: {applied_before_the_crash} of {REQUESTS}")
 
-    # A crash leaves the running jobs' in-progress keys behind, on a lease of at most 40 s. Instead
-    # of waiting that long, the test lets them expire now (as if the lease had run out).
+    # A crash leaves the batch in hand claimed, on a lease of at most LEASE_SECONDS. Instead of
+    # waiting that long, the test ends the leases now (as if they had run out).
     redis = Redis.from_url(settings.require_redis_url())
     try:
-        held_key = IN_PROGRESS_PREFIX + firehose_job_id(settings.queue_name, tenant.id, payloads[0]["id"])
-        remaining_ms = await redis.pttl(held_key)
-        assert 0 < remaining_ms <= IN_PROGRESS_LEASE_SECONDS * 1000
-        async for key in redis.scan_iter(match=f"{IN_PROGRESS_PREFIX}{settings.queue_name}:*"):
-            await redis.pexpire(key, 1)
+        queue = FirehoseQueue(redis, settings.queue_name)
+        claims = dict(await redis.zrange(queue.claimed_key, 0, -1, withscores=True))
+        held_member = queue.member(tenant.id, payloads[HELD]["id"]).encode()
+        assert held_member in claims, "the interrupted batch is still claimed"
+        assert all(deadline <= time.time() * 1000 + LEASE_SECONDS * 1000 for deadline in claims.values())
+        await redis.zadd(queue.claimed_key, dict.fromkeys(claims, 0), xx=True)
     finally:
         await redis.aclose()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import asyncpg
 import pytest
@@ -11,8 +10,9 @@ from redis.asyncio import Redis
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from shared.queue import firehose_job_id
-from shared.settings import Settings
+from shared.db import create_engine, create_sessionmaker
+from shared.firehose.queue import FirehoseQueue
+from shared.tenant_config import TenantConfigCache
 from tests.factories import make_tenant
 from tests.inbound_helpers import (
     AdminReader,
@@ -22,9 +22,8 @@ from tests.inbound_helpers import (
     post_firehose,
     refresh_configs,
 )
+from worker.inbound_consumer import FirehoseConsumer
 from worker.inbound_failures import is_transient_error
-from worker.inbound_jobs import FUNCTIONS, retry_delay_seconds
-from worker.main import build_worker
 
 
 def _raised_from(error: BaseException, cause: BaseException) -> BaseException:
@@ -76,18 +75,9 @@ def test_is_transient_error(error: BaseException, transient: bool) -> None:
     assert is_transient_error(error) is transient
 
 
-@pytest.mark.parametrize(("job_try", "delay"), [(1, 1.0), (2, 2.0), (3, 4.0), (5, 16.0), (6, 30.0), (40, 30.0)])
-def test_retry_delays_grow_to_a_cap(job_try: int, delay: float) -> None:
-    assert retry_delay_seconds(job_try) == delay
-
-
-def test_retries_ride_out_minutes_of_outage() -> None:
-    [function] = FUNCTIONS
-    assert function.max_tries is not None
-    assert sum(retry_delay_seconds(n) for n in range(1, function.max_tries)) > 10 * 60
-
-
-async def test_database_outage_is_retried_not_reported(app, client, settings, sessionmaker, admin_headers) -> None:
+async def test_database_outage_is_waited_out_not_reported(
+    app, client, settings, sessionmaker, admin_headers, drain_queue
+) -> None:
     tenant = await make_tenant(
         sessionmaker,
         inbound={"auto_subscribe": True},
@@ -95,33 +85,32 @@ async def test_database_outage_is_retried_not_reported(app, client, settings, se
     )
     await refresh_configs(app)
     payload = event_request(tenant, custom_event("x"), customer="C-outage")
-    response = await post_firehose(client, payload)
-    assert response.status_code == 200
+    assert (await post_firehose(client, payload)).status_code == 200
 
-    # A worker whose PostgreSQL refuses connections takes the job once and defers it.
+    # A consumer whose PostgreSQL refuses connections holds on to the batch and keeps retrying.
     unreachable = settings.model_copy(update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/none"})
-    worker = build_worker(unreachable, burst=True, handle_signals=False)
-    worker.max_burst_jobs = 1
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
-    assert (worker.jobs_retried, worker.jobs_failed, worker.jobs_complete) == (1, 0, 0)
+    engine = create_engine(unreachable, application_name="tests-unreachable")
     redis = Redis.from_url(settings.require_redis_url())
+    queue = FirehoseQueue(redis, settings.queue_name)
+    member = queue.member(tenant.id, payload["id"])
+    sessionmaker_down = create_sessionmaker(engine)
+    consumer = FirehoseConsumer(queue, sessionmaker_down, TenantConfigCache(sessionmaker_down, 1))
+    applying = asyncio.create_task(consumer.apply_next_batch())
     try:
-        score = await redis.zscore(settings.queue_name, firehose_job_id(settings.queue_name, tenant.id, payload["id"]))
+        await asyncio.sleep(1.5)
+        assert not applying.done(), "still retrying, not given up"
+        assert await redis.zscore(queue.claimed_key, member) is not None, "the request is held, not dropped"
+        applying.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await applying
+        # Stopped: the batch went straight back to the queue with its priority.
+        assert await redis.zscore(queue.pending_key, member) is not None
+        assert await redis.zscore(queue.claimed_key, member) is None
     finally:
         await redis.aclose()
-    assert score is not None and score > time.time() * 1000, "deferred, not dropped"
+        await engine.dispose()
     assert await logged_errors(sessionmaker, tenant.id) == []
 
-    # Once PostgreSQL is reachable, the deferred job is applied.
-    await asyncio.wait_for(_drain(settings), timeout=30)
+    await drain_queue()  # PostgreSQL reachable: the request is applied
     ledger = await AdminReader(client, admin_headers, tenant.id).ledger("C-outage")
     assert [event["action"] for event in ledger] == ["redeem"]
-
-
-async def _drain(settings: Settings) -> None:
-    from tests.conftest import run_worker_until_idle
-
-    await run_worker_until_idle(settings)

@@ -259,7 +259,7 @@ async def test_concurrent_requests_for_one_new_customer_converge(
     )
     for _ in range(12):
         await send(event_request(tenant, custom_event("redeem"), identities=[identity("email", "same@example.com")]))
-    await drain_queue()  # up to 20 jobs at once
+    await drain_queue()  # applied together, in one batch
     reader = reader_for(client, admin_headers, tenant)
     [customer] = await reader.customers()
     assert len(await reader.ledger(customer["id"])) == 12
@@ -304,15 +304,75 @@ async def test_unexpected_failure_is_logged_and_leaves_nothing_half_done(
     mapping = REDEEM | {"attributes": {"note": "{note}"}}
     tenant = await new_tenant(inbound={"auto_subscribe": True}, inbound_mappings=[mapping])
     # PostgreSQL's jsonb refuses the NUL character: the ledger insert fails after the customer insert.
-    payload = event_request(tenant, custom_event("redeem", {"note": "a\u0000b"}), customer="C-fail")
-    await send(payload)
+    bad = event_request(tenant, custom_event("redeem", {"note": "a\u0000b"}), customer="C-fail")
+    good = event_request(tenant, custom_event("redeem", {"note": "fine"}), customer="C-fine")
+    await send(bad)
+    await send(good)  # queued behind it, in the same batch
     await drain_queue()
     entries = await logged_errors(sessionmaker, tenant.id)
     assert [(e.source, e.error_code, e.request_id) for e in entries] == [
-        ("engine_processing", "PROCESSING_FAILED", payload["id"])
+        ("engine_processing", "PROCESSING_FAILED", bad["id"])
     ]
-    assert logged_payload(entries[0])["id"] == payload["id"]
-    assert await reader_for(client, admin_headers, tenant).customers() == [], "the transaction was rolled back"
+    assert logged_payload(entries[0])["id"] == bad["id"]
+    reader = reader_for(client, admin_headers, tenant)
+    assert [c["id"] for c in await reader.customers()] == ["C-fine"], "the bad request left nothing behind"
+    assert [e["data"] for e in await reader.ledger("C-fine")] == [{"note": "fine"}], "the good one was applied"
+
+
+async def test_one_batch_applies_its_requests_in_queue_order(
+    new_tenant, send, drain_queue, client, admin_headers, sessionmaker
+) -> None:
+    tenant = await new_tenant(
+        inbound={"track_audience_data": True},
+        inbound_mappings=[
+            REDEEM,
+            OPT_IN | {"attributes": {"tier": "{tier}", "source": "app"}},
+            PROFILE | {"attributes": {"tier": "{tier}"}},
+        ],
+    )
+    requests = [
+        event_request(tenant, custom_event("redeem"), customer="C-b"),  # unknown yet: rejected
+        event_request(tenant, custom_event("sign_up", {"tier": "silver"}), customer="C-b"),  # creates, active
+        event_request(tenant, custom_event("profile_update", {"tier": "gold"}), customer="C-b"),  # merges
+        event_request(tenant, custom_event("redeem"), customer="C-b"),  # known now
+        membership_request(tenant, profile("C-b", (5, "Loyal", "add"))),
+    ]
+    for payload in requests:
+        await send(payload)
+    await drain_queue()  # one batch
+    reader = reader_for(client, admin_headers, tenant)
+    customer = await reader.customer("C-b")
+    assert (customer["status"], customer["attributes"]) == ("active", {"tier": "gold", "source": "app"})
+    assert [(e["action"], e["request_id"]) for e in await reader.ledger("C-b")] == [
+        ("opt_in", requests[1]["id"]),
+        ("profile", requests[2]["id"]),
+        ("points_redeemed", requests[3]["id"]),
+    ]
+    entries = await logged_errors(sessionmaker, tenant.id)
+    assert [(e.error_code, e.request_id) for e in entries] == [("CUSTOMER_NOT_FOUND", requests[0]["id"])]
+    [loyal] = await reader.lists()
+    assert await reader.members(loyal["id"]) == ["C-b"]
+
+
+async def test_one_batch_of_several_tenants_keeps_them_apart(
+    new_tenant, send, drain_queue, client, admin_headers
+) -> None:
+    by_id = await new_tenant(inbound={"auto_subscribe": True}, inbound_mappings=[REDEEM])
+    by_email = await new_tenant(
+        inbound={"customer_identifier_field": "email", "loyalty_identifier_field": "email", "auto_subscribe": True},
+        inbound_mappings=[REDEEM | {"loyalty_event": "email_redeem"}],
+    )
+    for tenant in (by_id, by_email, by_id):
+        identities = [identity("customer", "same"), identity("email", "same@example.com")]
+        await send(event_request(tenant, custom_event("redeem"), identities=identities))
+    await drain_queue()
+    first = reader_for(client, admin_headers, by_id)
+    second = reader_for(client, admin_headers, by_email)
+    assert [c["id"] for c in await first.customers()] == ["same"]
+    assert [e["action"] for e in await first.ledger("same")] == ["points_redeemed", "points_redeemed"]
+    [customer] = await second.customers()
+    assert customer["attributes"] == {"email": "same@example.com"}
+    assert [e["action"] for e in await second.ledger(customer["id"])] == ["email_redeem"]
 
 
 async def test_tenant_disconnected_before_processing(new_tenant, send, drain_queue, sessionmaker) -> None:

@@ -6,17 +6,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
-import orjson
 import pytest
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from proxy.app import create_app
-from shared.queue import JOB_KEY_PREFIX, MAX_PRIORITY, PRIORITY_STEP_MS, UNMAPPED_PRIORITY, firehose_job_id
+from shared.firehose.queue import FirehoseQueue, parse_job_value
+from shared.queue import MAX_PRIORITY, PRIORITY_STEP_MS, UNMAPPED_PRIORITY, firehose_job_id
 from shared.settings import Settings
 from tests.factories import make_tenant
 from tests.inbound_helpers import (
@@ -37,23 +36,25 @@ from tests.inbound_helpers import (
 async def redis(settings: Settings) -> AsyncIterator[Redis]:
     client = Redis.from_url(settings.require_redis_url())
     yield client
-    # Leave nothing behind in the shared Redis: this test's queue and its jobs.
-    job_ids = await client.zrange(settings.queue_name, 0, -1)
-    await client.delete(settings.queue_name, *(JOB_KEY_PREFIX + job_id.decode() for job_id in job_ids))
+    # Leave nothing behind in the shared Redis: this test's Firehose queue and its jobs.
+    queue = FirehoseQueue(client, settings.queue_name)
+    members = await client.zrange(queue.pending_key, 0, -1)
+    await client.delete(queue.pending_key, *(queue.job_prefix + member.decode() for member in members))
     await client.aclose()
 
 
 async def queued_jobs(redis: Redis, settings: Settings) -> list[tuple[str, float]]:
-    return [
-        (member.decode(), score) for member, score in await redis.zrange(settings.queue_name, 0, -1, withscores=True)
-    ]
+    """The Firehose queue in dequeue order: (member, score)."""
+    pending = FirehoseQueue(redis, settings.queue_name).pending_key
+    return [(member.decode(), score) for member, score in await redis.zrange(pending, 0, -1, withscores=True)]
 
 
-async def job_args(redis: Redis, job_id: str) -> list[Any]:
-    raw = await redis.get(JOB_KEY_PREFIX + job_id)
-    assert raw is not None
-    args: list[Any] = orjson.loads(raw)["a"]
-    return args
+async def job_args(redis: Redis, settings: Settings, member: str) -> tuple[str, str, int]:
+    """What a queued request carries: (tenant_id, body, received_at_ms)."""
+    value = await redis.get(FirehoseQueue(redis, settings.queue_name).job_prefix + member)
+    assert value is not None, "the request's job is stored"
+    _, tenant_id, received_at_ms, body = parse_job_value(value.decode())
+    return tenant_id, body, received_at_ms
 
 
 @pytest.fixture
@@ -104,7 +105,7 @@ async def test_samples_are_accepted_and_enqueued(client, tenant, redis, settings
 
     job_id = firehose_job_id(settings.queue_name, tenant.id, payload["id"])
     assert [member for member, _ in await queued_jobs(redis, settings)] == [job_id]
-    tenant_id, body_text, received_at_ms = await job_args(redis, job_id)
+    tenant_id, body_text, received_at_ms = await job_args(redis, settings, job_id)
     assert tenant_id == tenant.id
     assert isinstance(received_at_ms, int)
     # The job carries the message, with the tenant's token blanked out.

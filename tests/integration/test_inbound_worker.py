@@ -1,22 +1,32 @@
-"""The worker process's own rules (worker/main.py): how soon crashed work is re-run, the in-progress
-lease kept alive while a job runs, and burst workers that stop although cron jobs keep coming."""
+"""The worker process's own rules: leases that let crashed work be taken up again soon (arq's
+in-progress keys, and the Firehose consumer's claims), renewed while the work runs; burst workers
+that stop although cron jobs keep coming; cron job ids scoped by queue."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import pytest
+from arq.connections import ArqRedis
 from arq.cron import cron
+from arq.worker import func
 from redis.asyncio import Redis
 
+import worker.inbound_consumer as consumer_module
 import worker.main as worker_main
-from shared.queue import firehose_job_id
+from shared.db import create_engine, create_sessionmaker
+from shared.firehose.queue import FirehoseQueue
+from shared.queue import deserialize_job, serialize_job
+from shared.repositories.customers import CustomerRepository
 from shared.settings import Settings, plain_database_url
+from shared.tenant_config import TenantConfigCache
 from tests.factories import make_tenant
 from tests.inbound_helpers import custom_event, event_request, post_firehose, refresh_configs
-from worker.inbound_jobs import FIREHOSE_JOB_TIMEOUT_SECONDS
+from worker.inbound_consumer import EXPIRED_LEASE_SCAN_SECONDS, LEASE_SECONDS, FirehoseConsumer
+from worker.jobs import JOB_FUNCTIONS
 from worker.main import IN_PROGRESS_LEASE_SECONDS, build_worker, run_worker
 
 IN_PROGRESS_PREFIX = "arq:in-progress:"
@@ -27,7 +37,141 @@ def test_crashed_work_is_taken_up_again_within_a_minute(settings: Settings) -> N
     # arq sets a started job's in-progress key to this, whatever the longest job timeout is (the
     # retention crons allow themselves 30 minutes); a live worker renews it while the job runs.
     assert worker.in_progress_timeout_s == IN_PROGRESS_LEASE_SECONDS <= 50
-    assert FIREHOSE_JOB_TIMEOUT_SECONDS <= IN_PROGRESS_LEASE_SECONDS
+    # A Firehose batch of a dead worker is queued again once its lease is over, seen within a scan.
+    assert LEASE_SECONDS + EXPIRED_LEASE_SCAN_SECONDS <= 50
+
+
+async def until(probe: Callable[[], Awaitable[Any]], expected: bool, timeout: float = 10.0) -> None:
+    """Wait (bounded) until `await probe()` is truthy or falsy as expected."""
+    async with asyncio.timeout(timeout):
+        while bool(await probe()) is not expected:
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def mapped_tenant(app, sessionmaker):
+    tenant = await make_tenant(
+        sessionmaker,
+        inbound={"auto_subscribe": True},
+        inbound_mappings=[{"loyalty_event": "x", "event_type": "custom_event"}],
+    )
+    await refresh_configs(app)
+    return tenant
+
+
+@pytest.fixture
+async def redis(settings: Settings):
+    client = Redis.from_url(settings.require_redis_url())
+    yield client
+    await client.aclose()
+
+
+async def test_expired_claim_of_a_dead_worker_is_queued_again_with_its_priority(
+    client, settings, mapped_tenant, redis, sessionmaker, drain_queue
+) -> None:
+    queue = FirehoseQueue(redis, settings.queue_name)
+    payloads = [event_request(mapped_tenant, custom_event("x"), customer=f"C-{n}") for n in range(3)]
+    for payload in payloads:
+        assert (await post_firehose(client, payload)).status_code == 200
+    scores = {member.decode(): score for member, score in await redis.zrange(queue.pending_key, 0, -1, withscores=True)}
+
+    # A worker claims two requests and dies without acknowledging them.
+    claimed = await queue.claim(limit=2, max_bytes=1 << 20, lease_ms=200)
+    assert [work.member for work in claimed] == list(scores)[:2]
+    assert await queue.requeue_expired() == 0, "not before the lease is over"
+    await asyncio.sleep(0.3)
+    assert await queue.requeue_expired() == 2
+    assert {
+        member.decode(): score for member, score in await redis.zrange(queue.pending_key, 0, -1, withscores=True)
+    } == scores
+
+    await drain_queue()
+    assert await queue.backlog() == 0
+    async with sessionmaker() as session:
+        assert [
+            len(await CustomerRepository(session, mapped_tenant.id).ledger_page(f"C-{n}", limit=5)) for n in range(3)
+        ] == [1, 1, 1]
+
+
+async def hold_request(settings: Settings, tenant_id: str, request_id: str) -> tuple[asyncpg.Connection, Any]:
+    """Hold the request's processed_request row in an open transaction: its batch waits on it."""
+    blocker = await asyncpg.connect(plain_database_url(settings.require_database_url()))
+    transaction = blocker.transaction()
+    await transaction.start()
+    await blocker.execute(
+        "INSERT INTO processed_request (tenant_id, request_id) VALUES ($1, $2)", tenant_id, request_id
+    )
+    return blocker, transaction
+
+
+async def test_firehose_claim_is_renewed_while_its_batch_is_applied(
+    client, settings, mapped_tenant, redis, sessionmaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumer_module, "LEASE_SECONDS", 1)
+    monkeypatch.setattr(consumer_module, "LEASE_RENEWAL_SECONDS", 0.2)
+    payload = event_request(mapped_tenant, custom_event("x"), customer="C-lease")
+    assert (await post_firehose(client, payload)).status_code == 200
+    queue = FirehoseQueue(redis, settings.queue_name)
+    member = queue.member(mapped_tenant.id, payload["id"])
+    blocker, transaction = await hold_request(settings, mapped_tenant.id, payload["id"])
+    consumer_redis = Redis.from_url(settings.require_redis_url())
+    engine = create_engine(settings, application_name="tests-consumer")
+    consumer_sessionmaker = create_sessionmaker(engine)
+    configs = TenantConfigCache(consumer_sessionmaker, 1)
+    await configs.refresh()
+    consumer = FirehoseConsumer(FirehoseQueue(consumer_redis, settings.queue_name), consumer_sessionmaker, configs)
+    applying = asyncio.create_task(consumer.apply_next_batch())
+    try:
+        await until(lambda: redis.zscore(queue.claimed_key, member), True)
+        await asyncio.sleep(2.5)  # well past the 1 s lease: only renewals keep the claim
+        deadline = await redis.zscore(queue.claimed_key, member)
+        assert deadline is not None, "the claim was renewed"
+        assert await queue.requeue_expired() == 0
+        await transaction.rollback()
+        assert await asyncio.wait_for(applying, timeout=10) == 1
+        assert await queue.backlog() == 0, "acknowledged once applied"
+    finally:
+        await blocker.close()
+        await consumer_redis.aclose()
+        await engine.dispose()
+
+
+RELEASE_SLOW_JOB = asyncio.Event()
+
+
+async def _slow_job(ctx: dict[str, Any]) -> str:
+    """An arq job that runs until the test lets it finish."""
+    await RELEASE_SLOW_JOB.wait()
+    return "done"
+
+
+async def test_arq_in_progress_lease_is_renewed_while_a_job_runs(
+    settings: Settings, redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_main, "IN_PROGRESS_LEASE_SECONDS", 1)
+    monkeypatch.setattr(worker_main, "LEASE_RENEWAL_SECONDS", 0.2)
+    RELEASE_SLOW_JOB.clear()
+    slow = func(_slow_job, name="slow_job", timeout=60, keep_result=0)
+    monkeypatch.setattr(worker_main, "JOB_FUNCTIONS", [*JOB_FUNCTIONS, slow])
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_worker(settings, stop=stop, handle_signals=False))
+    try:
+        pool = ArqRedis(
+            connection_pool=redis.connection_pool, job_serializer=serialize_job, job_deserializer=deserialize_job
+        )
+        job = await pool.enqueue_job("slow_job", _queue_name=settings.queue_name, _job_id=f"{settings.queue_name}:slow")
+        assert job is not None
+        in_progress_key = IN_PROGRESS_PREFIX + job.job_id
+        await until(lambda: redis.exists(in_progress_key), True)
+        await asyncio.sleep(2.5)  # well past the 1 s lease: only renewals keep the key
+        assert await redis.exists(in_progress_key), "the running job's lease was renewed"
+        assert 0 < await redis.pttl(in_progress_key) <= 1000
+        RELEASE_SLOW_JOB.set()
+        await until(lambda: redis.exists(in_progress_key), False)
+    finally:
+        RELEASE_SLOW_JOB.set()
+        stop.set()
+        await asyncio.wait_for(running, timeout=30)
 
 
 CRON_RUNS: list[str] = []
@@ -59,51 +203,3 @@ def test_cron_job_ids_are_scoped_by_queue(settings: Settings) -> None:
     assert mine_names and not mine_names & other_names
     assert all(name.startswith(settings.queue_name + ":") for name in mine_names)
     assert all(job.next_run is None for job in mine.cron_jobs), "each worker has its own schedule"
-
-
-async def test_lease_is_renewed_while_a_job_runs(
-    app, client, settings: Settings, sessionmaker, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(worker_main, "IN_PROGRESS_LEASE_SECONDS", 1)
-    monkeypatch.setattr(worker_main, "LEASE_RENEWAL_SECONDS", 0.2)
-    tenant = await make_tenant(
-        sessionmaker,
-        inbound={"auto_subscribe": True},
-        inbound_mappings=[{"loyalty_event": "x", "event_type": "custom_event"}],
-    )
-    await refresh_configs(app)
-    payload = event_request(tenant, custom_event("x"), customer="C-lease")
-    assert (await post_firehose(client, payload)).status_code == 200
-    in_progress_key = IN_PROGRESS_PREFIX + firehose_job_id(settings.queue_name, tenant.id, payload["id"])
-
-    # Hold the job inside its transaction: its claim of the request waits on this uncommitted row.
-    blocker = await asyncpg.connect(plain_database_url(settings.require_database_url()))
-    redis = Redis.from_url(settings.require_redis_url())
-    transaction = blocker.transaction()
-    await transaction.start()
-    await blocker.execute(
-        "INSERT INTO processed_request (tenant_id, request_id) VALUES ($1, $2)", tenant.id, payload["id"]
-    )
-    stop = asyncio.Event()
-    running = asyncio.create_task(run_worker(settings, stop=stop, handle_signals=False))
-    try:
-        await until(lambda: redis.exists(in_progress_key), True)
-        await asyncio.sleep(2.5)  # well past the 1 s lease: only renewals keep the key
-        assert await redis.exists(in_progress_key), "the running job's lease was renewed"
-        assert 0 < await redis.pttl(in_progress_key) <= 1000
-        await transaction.rollback()
-        await until(lambda: redis.exists(in_progress_key), False)
-        ledger = await blocker.fetchval("SELECT count(*) FROM ledger_event WHERE tenant_id = $1", tenant.id)
-        assert ledger == 1, "the job went on and finished"
-    finally:
-        stop.set()
-        await asyncio.wait_for(running, timeout=30)
-        await redis.aclose()
-        await blocker.close()
-
-
-async def until(probe: Any, expected: bool, timeout: float = 10.0) -> None:
-    """Wait (bounded) until `await probe()` is truthy or falsy as expected."""
-    async with asyncio.timeout(timeout):
-        while bool(await probe()) is not expected:
-            await asyncio.sleep(0.05)

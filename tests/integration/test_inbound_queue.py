@@ -1,0 +1,110 @@
+"""The Firehose queue on a real Redis: dedupe, priority order, byte budget, leases, release, ack,
+and grouped enqueues."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared.firehose.queue import FirehoseQueue, GroupedEnqueuer, QueuedRequest, job_value, parse_job_value
+from shared.queue import UNMAPPED_PRIORITY
+from shared.settings import Settings
+
+
+@pytest.fixture
+async def queue(settings: Settings) -> AsyncIterator[FirehoseQueue]:
+    redis = Redis.from_url(settings.require_redis_url())
+    queue = FirehoseQueue(redis, settings.queue_name)
+    yield queue
+    # Leave nothing behind in the shared Redis (acknowledged jobs are deleted already).
+    members = [*await redis.zrange(queue.pending_key, 0, -1), *await redis.zrange(queue.claimed_key, 0, -1)]
+    await redis.delete(queue.pending_key, queue.claimed_key, *(queue.job_prefix + m.decode() for m in members))
+    await redis.aclose()
+
+
+def request(request_id: str, priority: int = 10, body: str = '{"x": 1}') -> QueuedRequest:
+    return QueuedRequest("t-1", request_id, body, 1714592744066, priority)
+
+
+@pytest.mark.parametrize("body", ['{"a": 1}', '{\n  "pretty": "json"\n}', "", "line\nbreaks\n\neverywhere\n"])
+def test_job_value_round_trip(body: str) -> None:
+    assert parse_job_value(job_value(1.5e12 + 0.25, "t-1", 1714592744066, body)) == (
+        1.5e12 + 0.25,
+        "t-1",
+        1714592744066,
+        body,
+    )
+
+
+async def test_claims_follow_priority_then_arrival_and_carry_the_job(queue: FirehoseQueue) -> None:
+    for request_id, priority in [("late", UNMAPPED_PRIORITY), ("a", 50), ("b", 1), ("c", 50), ("d", 1)]:
+        assert await queue.enqueue_many([request(request_id, priority, body=f'{{"id": "{request_id}"}}')]) == [True]
+    claimed = await queue.claim(limit=10, max_bytes=1 << 20, lease_ms=30_000)
+    assert [work.member for work in claimed] == [queue.member("t-1", rid) for rid in ("b", "d", "a", "c", "late")]
+    assert (claimed[0].tenant_id, claimed[0].body, claimed[0].received_at_ms) == ("t-1", '{"id": "b"}', 1714592744066)
+    assert await queue.claim(limit=10, max_bytes=1 << 20, lease_ms=30_000) == []
+
+
+async def test_a_request_is_queued_once_while_known(queue: FirehoseQueue) -> None:
+    assert await queue.enqueue_many([request("r1"), request("r1"), request("r2")]) == [True, False, True]
+    [first, second] = await queue.claim(limit=10, max_bytes=1 << 20, lease_ms=30_000)
+    assert await queue.enqueue_many([request("r1")]) == [False], "being applied"
+    await queue.ack([first.member, second.member])
+    assert await queue.backlog() == 0
+    assert await queue.enqueue_many([request("r1")]) == [True], "forgotten once applied"
+
+
+async def test_claim_stops_at_the_byte_budget_but_takes_at_least_one(queue: FirehoseQueue) -> None:
+    await queue.enqueue_many([request(f"r{n}", body="x" * 1000) for n in range(5)])
+    assert len(await queue.claim(limit=10, max_bytes=100, lease_ms=30_000)) == 1
+    assert len(await queue.claim(limit=10, max_bytes=2500, lease_ms=30_000)) == 2
+    assert len(await queue.claim(limit=1, max_bytes=1 << 20, lease_ms=30_000)) == 1
+
+
+async def test_release_and_expiry_restore_the_original_priority(queue: FirehoseQueue) -> None:
+    await queue.enqueue_many([request("first", 1), request("second", 900)])
+    scores = dict(await queue.redis.zrange(queue.pending_key, 0, -1, withscores=True))
+    claimed = await queue.claim(limit=1, max_bytes=1 << 20, lease_ms=30_000)
+    assert await queue.release([work.member for work in claimed]) == 1
+    assert dict(await queue.redis.zrange(queue.pending_key, 0, -1, withscores=True)) == scores
+
+    claimed = await queue.claim(limit=1, max_bytes=1 << 20, lease_ms=100)
+    await queue.renew([claimed[0].member], lease_ms=100_000)
+    await asyncio.sleep(0.15)
+    assert await queue.requeue_expired() == 0, "renewed"
+    await queue.renew([claimed[0].member], lease_ms=1)
+    await asyncio.sleep(0.01)
+    assert await queue.requeue_expired() == 1
+    assert dict(await queue.redis.zrange(queue.pending_key, 0, -1, withscores=True)) == scores
+
+
+async def test_renew_never_brings_back_an_acknowledged_claim(queue: FirehoseQueue) -> None:
+    await queue.enqueue_many([request("r1")])
+    [work] = await queue.claim(limit=1, max_bytes=1 << 20, lease_ms=30_000)
+    await queue.ack([work.member])
+    await queue.renew([work.member], lease_ms=30_000)
+    assert await queue.backlog() == 0
+
+
+async def test_grouped_enqueues_each_get_their_own_answer(queue: FirehoseQueue) -> None:
+    enqueuer = GroupedEnqueuer(queue)
+    ids = [str(uuid.uuid4()) for _ in range(50)]
+    results = await asyncio.gather(*(enqueuer.enqueue(request(rid)) for rid in [*ids, ids[0]]))
+    assert results == [True] * 50 + [False]
+    claimed = await queue.claim(limit=100, max_bytes=1 << 30, lease_ms=30_000)
+    assert [work.member for work in claimed] == [queue.member("t-1", rid) for rid in ids], "arrival order kept"
+
+
+async def test_grouped_enqueue_failure_reaches_every_caller(settings: Settings) -> None:
+    redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    enqueuer = GroupedEnqueuer(FirehoseQueue(redis, settings.queue_name))
+    try:
+        results = await asyncio.gather(*(enqueuer.enqueue(request(f"r{n}")) for n in range(3)), return_exceptions=True)
+    finally:
+        await redis.aclose()
+    assert all(isinstance(result, RedisError) for result in results), results
