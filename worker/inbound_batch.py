@@ -50,7 +50,14 @@ from shared.repositories.customers import (
 from shared.tenant_config import TenantConfig, TenantConfigCache
 from worker.inbound_context import InboundRequest
 from worker.inbound_failures import DatabaseUnavailable, is_transient_error
-from worker.inbound_service import LEDGER_SOURCE, InboundJob, apply_claimed_request, parse_job, process_inbound_job
+from worker.inbound_service import (
+    LEDGER_SOURCE,
+    InboundJob,
+    apply_claimed_request,
+    needs_refresh,
+    parse_job,
+    process_inbound_job,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +89,8 @@ async def apply_firehose_batch(
 
 
 async def _tenants(tenant_configs: TenantConfigCache, jobs: Sequence[InboundJob]) -> dict[str, TenantConfig]:
-    if any(tenant_configs.get(job.tenant_id) is None for job in jobs):
-        await tenant_configs.refresh()  # created after this process last looked, or deleted since
+    if any(needs_refresh(tenant_configs.get(job.tenant_id)) for job in jobs):
+        await tenant_configs.refresh()
     found = {job.tenant_id: tenant_configs.get(job.tenant_id) for job in jobs}
     return {tenant_id: config for tenant_id, config in found.items() if config is not None}
 

@@ -71,6 +71,15 @@ class InboundJob:
         return datetime.fromtimestamp(self.received_at_ms / 1000, tz=UTC)
 
 
+def needs_refresh(tenant: TenantConfig | None) -> bool:
+    """Whether this process's snapshot may be older than what the proxy accepted the request with.
+
+    The proxy only accepts requests of connected tenants, so a snapshot that is missing (created
+    after the last poll) or disconnected (connected after it) is refreshed before being trusted.
+    """
+    return tenant is None or not tenant.connected
+
+
 async def process_inbound_job(
     sessionmaker: async_sessionmaker[AsyncSession], tenant_configs: TenantConfigCache, job: InboundJob
 ) -> str:
@@ -79,7 +88,7 @@ async def process_inbound_job(
     transaction back and is logged as PROCESSING_FAILED in a fresh one."""
     try:
         tenant = tenant_configs.get(job.tenant_id)
-        if tenant is None:  # created after this process last refreshed, or deleted since
+        if needs_refresh(tenant):
             await tenant_configs.refresh()
             tenant = tenant_configs.get(job.tenant_id)
         if tenant is None:

@@ -1,0 +1,68 @@
+"""A request accepted right after its tenant was connected is applied, not refused as
+disconnected, although the worker's cached snapshot predates the connection."""
+
+from __future__ import annotations
+
+import orjson
+from sqlalchemy import func, select
+
+from shared.credentials import new_inbound_token
+from shared.firehose.queue import FirehoseWork
+from shared.models import InboundSettings, IncomingError, LedgerEvent, OutboundSettings, Tenant
+from shared.tenant_config import TenantConfigCache, bump_config_revision
+from tests.factories import TenantFixture, make_tenant
+from tests.inbound_helpers import custom_event, event_request
+from worker.inbound_batch import apply_firehose_batch
+
+
+async def test_request_of_a_just_connected_tenant_is_applied(sessionmaker) -> None:
+    unconnected = await make_tenant(
+        sessionmaker,
+        connected=False,
+        inbound_mappings=[{"loyalty_event": "visit", "event_type": "custom_event", "event_name": "store_visit"}],
+    )
+    worker_cache = TenantConfigCache(sessionmaker, refresh_seconds=60)  # polls far too rarely to help
+    await worker_cache.refresh()
+    assert worker_cache.get(unconnected.id).connected is False
+
+    token = new_inbound_token()
+    async with sessionmaker() as session:  # what saving the settings in the admin API does
+        session.add(
+            OutboundSettings(
+                tenant_id=unconnected.id,
+                api_url="https://s2s.mparticle.com",
+                api_key="k",
+                api_secret="s",
+                development=False,
+                sync_only_configured_identifiers=False,
+                loyalty_identifier_field="id",
+                customer_identifier_field="customer_id",
+            )
+        )
+        session.add(
+            InboundSettings(
+                tenant_id=unconnected.id,
+                customer_identifier_field="customer",
+                loyalty_identifier_field="id",
+                track_audience_data=False,
+                auto_subscribe=True,
+            )
+        )
+        tenant_row = await session.get(Tenant, unconnected.id)
+        tenant_row.inbound_token = token
+        await bump_config_revision(session, unconnected.id)
+        await session.commit()
+
+    tenant = TenantFixture(id=unconnected.id, engine_api_key=unconnected.engine_api_key, inbound_token=token)
+    body = orjson.dumps(event_request(tenant, custom_event("store_visit"), customer="C-lag")).decode()
+    await apply_firehose_batch(
+        sessionmaker, worker_cache, [FirehoseWork(member="m-1", tenant_id=tenant.id, body=body, received_at_ms=0)]
+    )
+
+    async with sessionmaker() as session:
+        ledger = await session.scalar(select(func.count()).where(LedgerEvent.tenant_id == tenant.id))
+        errors = (
+            await session.scalars(select(IncomingError.error_code).where(IncomingError.tenant_id == tenant.id))
+        ).all()
+    assert ledger == 1
+    assert errors == []
