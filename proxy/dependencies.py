@@ -1,4 +1,6 @@
-"""FastAPI dependencies: process state, database sessions and the admin key check."""
+"""FastAPI dependencies: process state, database sessions and the admin key check.
+
+All async: FastAPI runs a sync dependency in its thread pool, a hop per request for nothing here."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from shared.errors import Unauthorized
 from shared.settings import Settings
 
 
-def get_state(request: Request) -> ProxyState:
+async def get_state(request: Request) -> ProxyState:
     state: ProxyState = request.app.state.proxy
     return state
 
@@ -23,7 +25,7 @@ def get_state(request: Request) -> ProxyState:
 StateDep = Annotated[ProxyState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> Settings:
+async def get_settings(state: StateDep) -> Settings:
     return state.settings
 
 
@@ -42,7 +44,7 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 _bearer = HTTPBearer(auto_error=False, description="The ADMIN_API_KEY")
 
 
-def require_admin(
+async def require_admin(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

@@ -33,9 +33,10 @@ JOB_EXPIRES_MS = 7 * 86_400_000
 
 
 class JobName(StrEnum):
-    """Every arq function name; the proxy enqueues and the worker registers through these."""
+    """Every arq function name; the proxy enqueues and the worker registers through these.
 
-    PROCESS_FIREHOSE = "process_firehose"
+    Firehose work does not go through arq: see shared/firehose/queue.py."""
+
     DELIVER_OUTBOUND = "deliver_outbound"
     PURGE_ERROR_LOG = "purge_error_log"
     PURGE_PROCESSED_REQUESTS = "purge_processed_requests"
