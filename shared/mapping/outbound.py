@@ -26,6 +26,7 @@ from typing import Any, Literal, Protocol
 import orjson
 
 from shared.errors import ErrorCode, Unprocessable
+from shared.mapping.templates import MISSING, render_template, walk_path
 from shared.s2s.limits import MAX_BATCH_BYTES
 from shared.vocabulary import RESERVED_USER_ATTRIBUTES
 
@@ -43,7 +44,6 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_TIMESTAMP_MS = 253_402_300_799_999
 
 _RESERVED_BY_LOWER = {name.lower(): name for name in RESERVED_USER_ATTRIBUTES}
-_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _DIGITS = re.compile(r"[0-9]+")
 _MISSING = object()
 
@@ -198,49 +198,14 @@ def build_user_attributes(customer: Mapping[str, Any], sync_fields: Iterable[Syn
 
 
 # --- templates ----------------------------------------------------------------------------------
-# Same semantics as the inbound templates (shared/mapping/templates.py), over the event's `data`.
+# The inbound template rules (shared/mapping/templates.py), with references looked up in `data`.
 
 
 def lookup_path(data: Any, path: str) -> Any:
-    """`name` as a key of `data`, else a dotted path (`a.b.0`) through objects and lists; _MISSING."""
-    path = path.strip()
+    """`name` as a key of `data`, else a dotted path (`a.b.0`) through objects and lists; MISSING."""
     if isinstance(data, Mapping) and path in data:
         return data[path]
-    current = data
-    for part in path.split("."):
-        if isinstance(current, Mapping) and part in current:
-            current = current[part]
-        elif isinstance(current, list) and _DIGITS.fullmatch(part) and int(part) < len(current):
-            current = current[int(part)]
-        else:
-            return _MISSING
-    return current
-
-
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else _json_text(value)
-
-
-def render_template(template: Any, data: Mapping[str, Any]) -> Any:
-    """Exactly `{x}` keeps the referenced JSON value; text with placeholders is interpolated;
-    anything else is a literal. Returns _MISSING when a reference is missing."""
-    if not isinstance(template, str):
-        return template
-    whole = _PLACEHOLDER.fullmatch(template)
-    if whole:
-        return lookup_path(data, whole.group(1))
-    missing = False
-
-    def substitute(match: re.Match[str]) -> str:
-        nonlocal missing
-        value = lookup_path(data, match.group(1))
-        if value is _MISSING:
-            missing = True
-            return ""
-        return _as_text(value)
-
-    rendered = _PLACEHOLDER.sub(substitute, template)
-    return _MISSING if missing else rendered
+    return walk_path(data, path)
 
 
 def render_custom_attributes(templates: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
@@ -248,8 +213,8 @@ def render_custom_attributes(templates: Mapping[str, Any], data: Mapping[str, An
     reference omits the attribute; values are flattened for S2S."""
     attributes: dict[str, Any] = {}
     for name, template in templates.items():
-        value = render_template(template, data)
-        if value is not _MISSING:
+        value = render_template(template, lambda reference: lookup_path(data, reference))
+        if value is not MISSING:
             attributes[name] = custom_attribute_value(value)
     return attributes
 

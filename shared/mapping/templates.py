@@ -15,8 +15,9 @@ A reference that resolves to nothing omits the attribute, also inside interpolat
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import orjson
@@ -46,7 +47,7 @@ def walk_path(root: Any, path: str) -> Any:
                 return MISSING
             current = current[segment]
         elif isinstance(current, list):
-            if not segment.isdigit():
+            if not (segment.isascii() and segment.isdigit()):
                 return MISSING
             index = int(segment)
             if index >= len(current):
@@ -75,22 +76,26 @@ def resolve_reference(reference: str, event: Mapping[str, Any], batch: Mapping[s
 def _as_text(value: Any) -> str:
     if isinstance(value, str):
         return value
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:  # integers beyond 64 bits
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def render_value(template: Any, event: Mapping[str, Any], batch: Mapping[str, Any]) -> Any:
-    """Render one template value; MISSING when a reference in it resolves to nothing."""
+def render_template(template: Any, resolve: Callable[[str], Any]) -> Any:
+    """Render one template value, looking references up with `resolve` (which answers MISSING for
+    what is not there); MISSING when a reference in the template resolves to nothing."""
     if not isinstance(template, str):
         return template
     whole = _PLACEHOLDER.fullmatch(template)
     if whole is not None and whole.group(1).strip():
-        return resolve_reference(whole.group(1), event, batch)
+        return resolve(whole.group(1).strip())
     pieces: list[str] = []
     position = 0
     for match in _PLACEHOLDER.finditer(template):
         if not match.group(1).strip():
             continue  # "{ }" is text, not a reference
-        value = resolve_reference(match.group(1), event, batch)
+        value = resolve(match.group(1).strip())
         if value is MISSING:
             return MISSING
         pieces.append(template[position : match.start()])
@@ -98,6 +103,12 @@ def render_value(template: Any, event: Mapping[str, Any], batch: Mapping[str, An
         position = match.end()
     pieces.append(template[position:])
     return "".join(pieces)
+
+
+def render_value(template: Any, event: Mapping[str, Any], batch: Mapping[str, Any]) -> Any:
+    """Render one inbound template value against an event and its message; MISSING when a
+    reference in it resolves to nothing."""
+    return render_template(template, lambda reference: resolve_reference(reference, event, batch))
 
 
 def render_attributes(

@@ -163,7 +163,14 @@ def test_resolve_plain_name(event: dict[str, Any], reference: str, expected: Any
         pytest.param({"a": "text"}, "a.0", MISSING, id="string-is-not-a-list"),
         pytest.param({"0": "zero"}, "0", "zero", id="numeric-key-in-object"),
         pytest.param([], "0", MISSING, id="empty-list"),
+        pytest.param({"a": [1, 2]}, "a.\u00b2", MISSING, id="non-ascii-digit-is-no-index"),
     ],
 )
 def test_walk_path(root: Any, path: str, expected: Any) -> None:
     assert walk_path(root, path) == expected
+
+
+def test_interpolates_integers_beyond_64_bits() -> None:
+    event = {"attributes": {"big": 2**70}}
+    assert render_value("n={big}", event, {}) == f"n={2**70}"
+    assert render_value("{big}", event, {}) == 2**70
