@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,7 +12,9 @@ from redis.asyncio import ConnectionPool
 
 from proxy import firehose, health, outbound
 from proxy.admin import router as admin_router
+from proxy.delivery_kicker import DeliveryKicker
 from proxy.exception_handlers import install_exception_handlers
+from proxy.outbox_writer import OutboxWriter
 from proxy.state import ProxyState
 from shared.db import create_engine, create_sessionmaker
 from shared.queue import JobQueue, deserialize_job, serialize_job
@@ -54,17 +57,32 @@ def create_app(settings: Settings) -> FastAPI:
         redis = create_redis(settings)
         tenant_configs = TenantConfigCache(sessionmaker, settings.config_cache_seconds)
         await tenant_configs.start()
+        queue = JobQueue(redis, settings.queue_name)
+        delivery_kicker = DeliveryKicker(queue)
+        outbox = OutboxWriter(engine, on_stored=delivery_kicker.kick)
+        delivery_kicker.start()
+        outbox.start()
         app.state.proxy = ProxyState(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
             redis=redis,
-            queue=JobQueue(redis, settings.queue_name),
+            queue=queue,
             tenant_configs=tenant_configs,
+            outbox=outbox,
+            delivery_kicker=delivery_kicker,
         )
+        # Everything built so far (modules, routes, models, pools) lives as long as the app: keep
+        # it out of the cyclic GC's scans. Without this every full collection walked the whole
+        # start-up heap (~100 ms each, about one a second at full load: the p99 of the outbound
+        # API went from ~100 ms to ~20 ms). Unfrozen at shutdown (tests start many apps).
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
+            await outbox.stop()
+            await delivery_kicker.stop()
             await tenant_configs.stop()
             await redis.aclose()
             await engine.dispose()

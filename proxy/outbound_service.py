@@ -1,18 +1,23 @@
 """Outbound API and outbound message administration: store or skip calls, kick the worker, and
-list, show, retry and cancel messages. Functions flush at most; the routes commit."""
+list, show, retry and cancel messages.
+
+Accepted calls go through the proxy's OutboxWriter (group commit: the 202 follows the commit of
+the batch holding the message); the administration functions flush at most and the routes commit.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proxy.admin.messages_schemas import AttemptRead, OutboundMessageDetail, OutboundMessageRead
+from proxy.delivery_kicker import kick_delivery
+from proxy.engine_auth import EngineCaller
 from proxy.outbound_schemas import (
     CustomerUpdateRequest,
     EventRequest,
@@ -27,16 +32,21 @@ from shared.mapping.outbound import (
     event_draft,
     marketing_communication_draft,
 )
-from shared.queue import JobQueue
-from shared.repositories.outbound_messages import OutboundMessageRepository
-from shared.s2s.delivery_jobs import delivery_job
+from shared.repositories.outbound_messages import AcceptedMessage, OutboundMessageRepository
 from shared.tenant_config import OutboundConfig, TenantConfig
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "accept_customer_update",
+    "accept_event",
+    "accept_marketing_communication",
+    "cancel_message",
+    "get_message",
+    "kick_delivery",
+    "list_messages",
+    "retry_message",
+]
 
-# A kick is an optimisation (the worker's schedule finds the message anyway): never let a slow
-# Redis hold up an answer whose durability is already settled.
-KICK_TIMEOUT_SECONDS = 1.0
+logger = logging.getLogger(__name__)
 
 
 def _new_id() -> str:
@@ -48,29 +58,38 @@ def _now() -> datetime:
 
 
 def _outbound(tenant: TenantConfig) -> OutboundConfig:
-    if tenant.outbound is None:  # EngineTenant guarantees it; keeps mypy honest
+    if tenant.outbound is None:  # authenticate_engine_caller guarantees it; keeps mypy honest
         raise RuntimeError("tenant without outbound settings reached the outbound service")
     return tenant.outbound
 
 
-async def _store(session: AsyncSession, tenant: TenantConfig, draft: OutboundDraft, now: datetime) -> OutboundAccepted:
-    message_id = await OutboundMessageRepository(session).add(tenant.id, draft, now)
-    logger.info("outbound message accepted tenant_id=%s message_id=%s kind=%s", tenant.id, message_id, draft.kind)
-    return OutboundAccepted(message_id=message_id, status="queued")
+async def _store(caller: EngineCaller, draft: OutboundDraft) -> OutboundAccepted:
+    message = AcceptedMessage(
+        id=uuid.uuid4(),
+        tenant_id=caller.tenant.id,
+        engine_key_hash=caller.engine_key_hash,
+        kind=draft.kind,
+        customer_id=draft.customer_id,
+        batch_json=orjson.dumps(draft.batch).decode(),
+    )
+    if not await caller.outbox.submit(message):
+        raise await caller.refusal()
+    logger.info(
+        "outbound message accepted tenant_id=%s message_id=%s kind=%s", message.tenant_id, message.id, draft.kind
+    )
+    return OutboundAccepted(message_id=message.id, status="queued")
 
 
-async def accept_customer_update(
-    session: AsyncSession, tenant: TenantConfig, request: CustomerUpdateRequest, *, now: datetime | None = None
-) -> OutboundAccepted:
+async def accept_customer_update(caller: EngineCaller, request: CustomerUpdateRequest) -> OutboundAccepted:
     """Store a customer update: identities plus the synced user attributes."""
+    tenant = caller.tenant
     draft = customer_update_draft(request.customer, _outbound(tenant), tenant.sync_fields, _new_id)
-    return await _store(session, tenant, draft, now or _now())
+    return await _store(caller, draft)
 
 
-async def accept_event(
-    session: AsyncSession, tenant: TenantConfig, request: EventRequest, *, now: datetime | None = None
-) -> OutboundAccepted:
+async def accept_event(caller: EngineCaller, request: EventRequest, *, now: datetime | None = None) -> OutboundAccepted:
     """Store a loyalty event as custom event(s), or skip it when no external event maps its action."""
+    tenant = caller.tenant
     now = now or _now()
     occurred_at_ms = request.occurred_at if request.occurred_at is not None else int(now.timestamp() * 1000)
     draft = event_draft(
@@ -84,13 +103,14 @@ async def accept_event(
     )
     if draft is None:
         return OutboundAccepted(message_id=None, status="skipped")
-    return await _store(session, tenant, draft, now)
+    return await _store(caller, draft)
 
 
 async def accept_marketing_communication(
-    session: AsyncSession, tenant: TenantConfig, request: MarketingCommunicationRequest, *, now: datetime | None = None
+    caller: EngineCaller, request: MarketingCommunicationRequest, *, now: datetime | None = None
 ) -> OutboundAccepted:
     """Store a "Trigger marketing communication" custom event."""
+    tenant = caller.tenant
     now = now or _now()
     occurred_at_ms = request.occurred_at if request.occurred_at is not None else int(now.timestamp() * 1000)
     draft = marketing_communication_draft(
@@ -102,16 +122,7 @@ async def accept_marketing_communication(
         _outbound(tenant),
         _new_id,
     )
-    return await _store(session, tenant, draft, now)
-
-
-async def kick_delivery(queue: JobQueue, tenant_id: str) -> None:
-    """Best effort: ask the worker to deliver the tenant's messages now. Call after the commit."""
-    try:
-        async with asyncio.timeout(KICK_TIMEOUT_SECONDS):
-            await queue.enqueue(delivery_job(queue.queue_name, tenant_id, time.time()))
-    except Exception as exc:  # Redis down or slow: the worker's schedule picks the message up
-        logger.warning("outbound kick not enqueued tenant_id=%s (%s)", tenant_id, exc.__class__.__name__)
+    return await _store(caller, draft)
 
 
 # --- administration -------------------------------------------------------------------------------

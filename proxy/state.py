@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from proxy.delivery_kicker import DeliveryKicker
+from proxy.outbox_writer import OutboxWriter
 from shared.queue import JobQueue
 from shared.settings import Settings
 from shared.tenant_config import TenantConfigCache
@@ -20,3 +22,6 @@ class ProxyState:
     redis: ArqRedis
     queue: JobQueue
     tenant_configs: TenantConfigCache
+    # The outbound API's group-commit writer and the kicks it triggers.
+    outbox: OutboxWriter
+    delivery_kicker: DeliveryKicker

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +87,8 @@ class TenantConfig:
     sync_fields: tuple[SyncFieldConfig, ...] = ()
     external_events: tuple[ExternalEventConfig, ...] = ()
     inbound_mappings: tuple[InboundMappingConfig, ...] = ()
+    # SHA-256 of the engine API key (never the key itself): the outbound API authenticates from it.
+    engine_key_hash: str = ""
 
     @property
     def connected(self) -> bool:
@@ -160,6 +164,7 @@ async def load_tenant_configs(session: AsyncSession, tenant_ids: list[str] | Non
             sync_fields=tuple(sync_fields.get(tenant.id, ())),
             external_events=tuple(external_events.get(tenant.id, ())),
             inbound_mappings=tuple(mappings.get(tenant.id, ())),
+            engine_key_hash=tenant.engine_key_hash,
         )
     return result
 
@@ -171,6 +176,13 @@ async def bump_config_revision(session: AsyncSession, tenant_id: str) -> None:
     )
 
 
+# An engine key the cache does not know is looked up in PostgreSQL before it is refused, so a new
+# or rotated key works at once. Misses are grouped into one lookup at most this often, so a flood
+# of bad keys costs the database at most a few queries per second.
+ENGINE_KEY_MISS_INTERVAL_SECONDS = 0.1
+MAX_MISSED_KEYS_PER_LOOKUP = 256
+
+
 class TenantConfigCache:
     """Per-process cache of every tenant's configuration, refreshed by polling a revision counter."""
 
@@ -178,12 +190,58 @@ class TenantConfigCache:
         self._sessionmaker = sessionmaker
         self._refresh_seconds = refresh_seconds
         self._configs: dict[str, TenantConfig] = {}
+        self._by_engine_key: dict[str, TenantConfig] = {}
         self._fingerprint: tuple[int, int] | None = None  # (tenant count, sum of config revisions)
         self._task: asyncio.Task[None] | None = None
+        # Refreshes and engine-key reloads replace the snapshot one at a time.
+        self._write_lock = asyncio.Lock()
+        self._missed_keys: set[str] = set()
+        self._next_miss_lookup: asyncio.Task[None] | None = None
+        self._running_miss_lookup: asyncio.Task[None] | None = None
+        self._last_miss_lookup_at = -math.inf
 
     def get(self, tenant_id: str) -> TenantConfig | None:
         """The cached configuration of `tenant_id`, or None when no such tenant is known."""
         return self._configs.get(tenant_id)
+
+    def find_by_engine_key(self, engine_key_hash: str) -> TenantConfig | None:
+        """The cached tenant whose engine key hashes to `engine_key_hash` (no database access)."""
+        return self._by_engine_key.get(engine_key_hash)
+
+    async def resolve_engine_key(self, engine_key_hash: str) -> TenantConfig | None:
+        """The tenant owning `engine_key_hash`: from the cache, else after a database lookup that
+        concurrent misses share and that runs at most every ENGINE_KEY_MISS_INTERVAL_SECONDS."""
+        config = self._by_engine_key.get(engine_key_hash)
+        if config is not None:
+            return config
+        if len(self._missed_keys) < MAX_MISSED_KEYS_PER_LOOKUP:
+            self._missed_keys.add(engine_key_hash)
+        lookup = self._next_miss_lookup
+        if lookup is None:
+            lookup = asyncio.create_task(self._look_up_missed_keys(self._running_miss_lookup))
+            lookup.add_done_callback(_consume_exception)
+            self._next_miss_lookup = lookup
+        await asyncio.shield(lookup)
+        return self._by_engine_key.get(engine_key_hash)
+
+    async def reload_engine_keys(self, engine_key_hashes: Collection[str]) -> None:
+        """Reload, whatever their revision, the tenants owning `engine_key_hashes` in PostgreSQL or
+        in the cache: a key replaced or a tenant deleted is then seen exactly."""
+        if not engine_key_hashes:
+            return
+        async with self._write_lock, self._sessionmaker() as session:
+            owners = set(
+                await session.scalars(select(Tenant.id).where(Tenant.engine_key_hash.in_(list(engine_key_hashes))))
+            )
+            owners.update(
+                cached.id for key_hash in engine_key_hashes if (cached := self._by_engine_key.get(key_hash)) is not None
+            )
+            if not owners:
+                return
+            loaded = await load_tenant_configs(session, sorted(owners))
+            configs = {tenant_id: config for tenant_id, config in self._configs.items() if tenant_id not in owners}
+            configs.update(loaded)
+            self._install(configs)
 
     async def refresh(self) -> bool:
         """Reload the tenants that were added or changed and drop deleted ones; True when anything moved.
@@ -192,7 +250,7 @@ class TenantConfigCache:
         so every commit that changes a tenant changes the sum, even one that commits after a later
         revision was already seen (max() alone would miss that).
         """
-        async with self._sessionmaker() as session:
+        async with self._write_lock, self._sessionmaker() as session:
             row = (
                 await session.execute(select(func.count(), func.coalesce(func.sum(Tenant.config_revision), 0)))
             ).one()
@@ -211,7 +269,7 @@ class TenantConfigCache:
             configs = {tenant_id: config for tenant_id, config in self._configs.items() if tenant_id in revisions}
             if stale:
                 configs.update(await load_tenant_configs(session, stale))
-            self._configs = configs
+            self._install(configs)
             self._fingerprint = fingerprint
             return True
 
@@ -222,11 +280,33 @@ class TenantConfigCache:
         self._task = asyncio.create_task(self._refresh_forever(), name="tenant-config-refresh")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._next_miss_lookup, self._running_miss_lookup):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = None
+
+    def _install(self, configs: dict[str, TenantConfig]) -> None:
+        self._configs = configs
+        self._by_engine_key = {config.engine_key_hash: config for config in configs.values() if config.engine_key_hash}
+
+    async def _look_up_missed_keys(self, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            with contextlib.suppress(Exception):
+                await previous
+        loop = asyncio.get_running_loop()
+        delay = self._last_miss_lookup_at + ENGINE_KEY_MISS_INTERVAL_SECONDS - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        # Misses from here on wait for the next lookup.
+        keys, self._missed_keys = self._missed_keys, set()
+        self._next_miss_lookup = None
+        self._running_miss_lookup = asyncio.current_task()
+        try:
+            await self.reload_engine_keys(keys)
+        finally:
+            self._last_miss_lookup_at = loop.time()
 
     async def _refresh_forever(self) -> None:
         # Poll twice per period so a change is seen within CONFIG_CACHE_SECONDS.
@@ -237,3 +317,10 @@ class TenantConfigCache:
                 await self.refresh()
             except Exception as exc:  # keep serving the last good snapshot through a database outage
                 logger.warning("tenant config refresh failed: %s", exc.__class__.__name__)
+
+
+def _consume_exception(task: asyncio.Task[None]) -> None:
+    # Waiters see a failed lookup through their own await; this keeps a lookup nobody awaited
+    # any more (its requests were cancelled) from being reported as "never retrieved".
+    if not task.cancelled():
+        task.exception()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, update
+import asyncio
 
+from sqlalchemy import delete, event, update
+
+from shared.credentials import hash_key, new_engine_key
+from shared.db import create_engine, create_sessionmaker
 from shared.models import InboundMapping, Tenant
 from shared.tenant_config import TenantConfigCache, bump_config_revision
 from tests.factories import make_tenant
@@ -48,3 +52,68 @@ async def test_a_change_committed_after_a_later_revision_is_still_seen(sessionma
         await slow.commit()
     assert await cache.refresh() is True
     assert cache.get(early.id).name == "renamed early"
+
+
+class TestEngineKeys:
+    """The outbound API authenticates from the cache: by key hash, with grouped lookups on a miss."""
+
+    async def test_a_cached_tenant_is_found_by_its_key_hash(self, sessionmaker) -> None:
+        tenant = await make_tenant(sessionmaker)
+        cache = TenantConfigCache(sessionmaker, refresh_seconds=1)
+        await cache.refresh()
+        config = cache.find_by_engine_key(hash_key(tenant.engine_api_key))
+        assert config is not None and config.id == tenant.id
+        assert cache.find_by_engine_key(hash_key("lbk_unknown")) is None
+
+    async def test_a_new_tenants_key_works_before_the_next_refresh(self, sessionmaker) -> None:
+        cache = TenantConfigCache(sessionmaker, refresh_seconds=3600)
+        await cache.refresh()
+        tenant = await make_tenant(sessionmaker)
+        config = await cache.resolve_engine_key(hash_key(tenant.engine_api_key))
+        assert config is not None and config.id == tenant.id
+        assert await cache.resolve_engine_key(hash_key("lbk_unknown")) is None
+
+    async def test_a_key_replaced_without_a_revision_bump_is_seen_by_a_reload(self, sessionmaker) -> None:
+        tenant = await make_tenant(sessionmaker)
+        cache = TenantConfigCache(sessionmaker, refresh_seconds=3600)
+        await cache.refresh()
+        old_hash, new_key = hash_key(tenant.engine_api_key), new_engine_key()
+        async with sessionmaker() as session:
+            await session.execute(
+                update(Tenant).where(Tenant.id == tenant.id).values(engine_key_hash=hash_key(new_key))
+            )
+            await session.commit()
+        assert await cache.refresh() is False  # the fingerprint did not move
+        await cache.reload_engine_keys([old_hash])
+        assert cache.find_by_engine_key(old_hash) is None
+        config = cache.find_by_engine_key(hash_key(new_key))
+        assert config is not None and config.id == tenant.id
+
+    async def test_a_deleted_tenant_is_dropped_by_a_reload(self, sessionmaker) -> None:
+        tenant = await make_tenant(sessionmaker)
+        cache = TenantConfigCache(sessionmaker, refresh_seconds=3600)
+        await cache.refresh()
+        async with sessionmaker() as session:
+            await session.execute(delete(Tenant).where(Tenant.id == tenant.id))
+            await session.commit()
+        await cache.reload_engine_keys([hash_key(tenant.engine_api_key)])
+        assert cache.find_by_engine_key(hash_key(tenant.engine_api_key)) is None
+        assert cache.get(tenant.id) is None
+
+    async def test_concurrent_misses_share_one_lookup(self, settings) -> None:
+        engine = create_engine(settings, application_name="tests-engine-key-misses", pool_size=2)
+        statements: list[str] = []
+        event.listen(engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        try:
+            cache = TenantConfigCache(create_sessionmaker(engine), refresh_seconds=3600)
+            await cache.refresh()
+            statements.clear()
+            found = await asyncio.gather(*(cache.resolve_engine_key(hash_key(f"lbk_bad-{n}")) for n in range(50)))
+            assert found == [None] * 50
+            assert len(statements) == 1
+            # A second wave waits for the next lookup slot and again shares a single query.
+            found = await asyncio.gather(*(cache.resolve_engine_key(hash_key(f"lbk_worse-{n}")) for n in range(50)))
+            assert found == [None] * 50
+            assert len(statements) == 2
+        finally:
+            await engine.dispose()

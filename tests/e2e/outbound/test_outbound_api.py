@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.credentials import hash_key, new_engine_key
-from shared.models import Tenant
+from shared.models import OutboundSettings, Tenant
 from shared.settings import Settings
 from tests.e2e.outbound.helpers import S2STenant, load_message, load_messages, make_s2s_tenant
 from tests.factories import make_tenant
@@ -118,6 +118,61 @@ class TestEngineKeyAuthentication:
         )
         assert (old.status_code, new.status_code) == (401, 202)
 
+    async def test_a_tenant_disconnected_behind_the_cache_409(
+        self, client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], tenant: S2STenant
+    ) -> None:
+        first = await client.post(tenant.url("customer-updates"), json=CUSTOMER_UPDATE, headers=tenant.engine_headers)
+        assert first.status_code == 202
+        # No revision bump: the proxy's cache still holds the tenant as connected; the store does not.
+        async with sessionmaker() as session:
+            await session.execute(delete(OutboundSettings).where(OutboundSettings.tenant_id == tenant.id))
+            await session.commit()
+        response = await client.post(
+            tenant.url("customer-updates"), json=CUSTOMER_UPDATE, headers=tenant.engine_headers
+        )
+        assert response.status_code == 409
+        assert error_code(response) == "NOT_CONNECTED"
+        assert [m.id for m in await load_messages(sessionmaker, tenant.id)] == [uuid.UUID(first.json()["message_id"])]
+
+    async def test_a_deleted_tenants_key_stops_working(
+        self, client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], tenant: S2STenant
+    ) -> None:
+        assert (
+            await client.post(tenant.url("customer-updates"), json=CUSTOMER_UPDATE, headers=tenant.engine_headers)
+        ).status_code == 202
+        async with sessionmaker() as session:
+            await session.execute(delete(Tenant).where(Tenant.id == tenant.id))
+            await session.commit()
+        response = await client.post(
+            tenant.url("customer-updates"), json=CUSTOMER_UPDATE, headers=tenant.engine_headers
+        )
+        assert response.status_code == 401
+        assert await load_messages(sessionmaker, tenant.id) == []
+
+    async def test_a_rotated_key_works_at_once_and_the_old_one_stops(
+        self, client: httpx.AsyncClient, admin_headers: dict[str, str], tenant: S2STenant
+    ) -> None:
+        rotated = await client.post(f"/api/v1/tenants/{tenant.id}/engine-key/rotate", headers=admin_headers)
+        new_headers = {"Authorization": f"Bearer {rotated.json()['engine_api_key']}"}
+        new = await client.post(tenant.url("customer-updates"), json=CUSTOMER_UPDATE, headers=new_headers)
+        old = await client.post(tenant.url("customer-updates"), json=CUSTOMER_UPDATE, headers=tenant.engine_headers)
+        assert (new.status_code, old.status_code) == (202, 401)
+
+    async def test_the_openapi_documents_the_engine_key_and_the_tenant_path_parameter(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        spec = (await client.get("/openapi.json")).json()
+        assert spec["components"]["securitySchemes"]["EngineKey"] == {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The tenant's engine API key",
+        }
+        for path, _ in ROUTES:
+            operation = spec["paths"][f"/api/v1/tenants/{{tenant_id}}/outbound/{path}"]["post"]
+            assert operation["security"] == [{"EngineKey": []}]
+            assert [p["name"] for p in operation["parameters"] if p["in"] == "path"] == ["tenant_id"]
+            assert operation["requestBody"]["required"] is True
+
 
 class TestValidation:
     @pytest.mark.parametrize(
@@ -191,6 +246,15 @@ class TestValidation:
         response = await client.post(tenant.url(path), json=body, headers=tenant.engine_headers)
         assert response.status_code == 422
         assert error_code(response) == "NO_IDENTITY"
+        assert await load_messages(sessionmaker, tenant.id) == []
+
+    async def test_a_value_postgresql_cannot_store_is_refused_422(
+        self, client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], tenant: S2STenant
+    ) -> None:
+        body = {"customer": {"id": "c-1"}, "event_name": "x", "event_type": "other", "data": {"note": "a\u0000b"}}
+        response = await client.post(tenant.url("marketing-communications"), json=body, headers=tenant.engine_headers)
+        assert response.status_code == 422
+        assert error_code(response) == "VALIDATION_FAILED"
         assert await load_messages(sessionmaker, tenant.id) == []
 
     async def test_a_batch_over_128_kb_is_refused(

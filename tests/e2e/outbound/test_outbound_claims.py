@@ -134,6 +134,30 @@ class TestClaiming:
 
 
 class TestRecordingOutcomes:
+    async def test_only_tenants_with_a_claimable_message_are_due(
+        self, sessionmaker: async_sessionmaker[AsyncSession], tenant_id: str
+    ) -> None:
+        # tenant_id: its only customer's oldest message is leased, the next one is held back.
+        await add_messages(sessionmaker, tenant_id, ["a", "a"])
+        await claim(sessionmaker, tenant_id, T0, limit=1)
+        # busy: its first customer is leased, but a later customer's message is due.
+        busy = (await make_tenant(sessionmaker)).id
+        await add_messages(sessionmaker, busy, ["x", "x", "y"])
+        await claim(sessionmaker, busy, T0, limit=1)
+        # waiting: its customer's oldest message waits for a resend, the later one is held back.
+        waiting = (await make_tenant(sessionmaker)).id
+        await add_messages(sessionmaker, waiting, ["r", "r"])
+        [retried] = await claim(sessionmaker, waiting, T0, limit=1)
+        await record(sessionmaker, outcome(retried, T0, "retrying", 503))
+        async with session_scope(sessionmaker) as session:
+            repository = OutboundMessageRepository(session)
+            due = set(await repository.tenants_with_due_messages(T0, 10_000))
+            next_due = await repository.next_due_at(waiting, T0)
+        assert busy in due
+        assert tenant_id not in due and waiting not in due
+        # Early, never late: the held-back message (due at T0) counts, the resend (T0 + 10 s) is later.
+        assert next_due == T0
+
     async def test_an_outcome_never_overwrites_a_cancelled_message(
         self, sessionmaker: async_sessionmaker[AsyncSession], tenant_id: str
     ) -> None:
