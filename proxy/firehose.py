@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from proxy.firehose_service import FirehoseCall, handle_firehose_call, now_ms
+from proxy.firehose_service import ENQUEUE_TIMEOUT_SECONDS, FirehoseCall, handle_firehose_call, now_ms
 from proxy.responses import JSONBytesResponse
 from proxy.state import ProxyState
 from shared.errors import PayloadTooLarge
@@ -52,7 +52,9 @@ def _enqueuer(request: Request) -> GroupedEnqueuer:
     enqueuer: GroupedEnqueuer | None = getattr(request.app.state, "firehose_enqueuer", None)
     if enqueuer is None:
         state = _state(request)
-        enqueuer = GroupedEnqueuer(FirehoseQueue(state.redis, state.settings.queue_name))
+        enqueuer = GroupedEnqueuer(
+            FirehoseQueue(state.redis, state.settings.queue_name), timeout_seconds=ENQUEUE_TIMEOUT_SECONDS
+        )
         request.app.state.firehose_enqueuer = enqueuer
     return enqueuer
 

@@ -108,3 +108,33 @@ async def test_grouped_enqueue_failure_reaches_every_caller(settings: Settings) 
     finally:
         await redis.aclose()
     assert all(isinstance(result, RedisError) for result in results), results
+
+
+async def test_requests_arriving_during_a_round_trip_leave_together_in_order(queue: FirehoseQueue) -> None:
+    enqueuer = GroupedEnqueuer(queue, max_batch=7)
+    ids = [str(uuid.uuid4()) for _ in range(40)]
+    waves = []
+    for wave in range(4):  # later waves join while an earlier round trip is still in flight
+        waves.append(asyncio.gather(*(enqueuer.enqueue(request(rid)) for rid in ids[wave * 10 : wave * 10 + 10])))
+        await asyncio.sleep(0)
+    results = [flag for wave_results in await asyncio.gather(*waves) for flag in wave_results]
+    assert results == [True] * 40
+    claimed = await queue.claim(limit=100, max_bytes=1 << 30, lease_ms=30_000)
+    assert [work.member for work in claimed] == [queue.member("t-1", rid) for rid in ids], "arrival order kept"
+
+
+async def test_a_redis_that_never_answers_times_out_every_caller(settings: Settings) -> None:
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # reads the commands, never answers
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    redis = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=30)
+    enqueuer = GroupedEnqueuer(FirehoseQueue(redis, settings.queue_name), timeout_seconds=0.2)
+    try:
+        results = await asyncio.gather(*(enqueuer.enqueue(request(f"r{n}")) for n in range(3)), return_exceptions=True)
+    finally:
+        await redis.aclose()
+        server.close()
+    assert all(isinstance(result, TimeoutError) for result in results), results
