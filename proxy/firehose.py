@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from proxy.firehose_service import ENQUEUE_TIMEOUT_SECONDS, FirehoseCall, handle_firehose_call, now_ms
-from proxy.responses import JSONBytesResponse
 from proxy.state import ProxyState
 from shared.errors import PayloadTooLarge
 from shared.firehose.queue import FirehoseQueue, GroupedEnqueuer
@@ -17,6 +16,7 @@ from shared.firehose.responses import (
     DsrProcessingResponse,
     EventProcessingResponse,
     ModuleRegistrationResponse,
+    encode_response,
 )
 
 router = APIRouter(tags=["mparticle"])
@@ -82,10 +82,10 @@ async def read_firehose_call(request: Request) -> FirehoseCall:
     summary="mParticle Firehose endpoint (registration, events, audiences, DSR)",
     responses=RESPONSES,
 )
-async def receive_firehose_message(request: Request) -> JSONBytesResponse:
+async def receive_firehose_message(request: Request) -> Response:
     """Dispatch on the message `type`. Registration needs no authentication; every other message
     is authenticated by its account settings and answered 200 only once its work is in the queue.
     The body is read here rather than through FastAPI parameters: this is the hot path."""
     response = await handle_firehose_call(_state(request), _enqueuer(request), await read_firehose_call(request))
     # Rendered here: FastAPI's response_model path would validate the union once more per request.
-    return JSONBytesResponse(response.model_dump(exclude_none=True))
+    return Response(encode_response(response), media_type="application/json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict
 
 from shared.firehose.schemas import FIREHOSE_VERSION, MessageType
@@ -107,6 +108,31 @@ def acknowledgement(message_type: MessageType, request_id: str, now_ms: int) -> 
     """The typed response to an accepted (or verification) request, echoing its id."""
     # Built without validation: on the hot path, and the values are ours.
     return _ACKNOWLEDGEMENTS[message_type].model_construct(id=request_id, timestamp_ms=now_ms)
+
+
+def encode_response(response: FirehoseResponse) -> bytes:
+    """The response as JSON (None fields left out). Acknowledgements, one per accepted request, are
+    assembled from pre-encoded parts: the same bytes as dumping the model, without the dump."""
+    if type(response) in _ACKNOWLEDGEMENT_TYPES:
+        return b"".join(
+            (
+                _ACKNOWLEDGEMENT_TYPES[type(response)],
+                orjson.dumps(response.id),
+                b',"timestamp_ms":',
+                str(response.timestamp_ms).encode(),
+                b',"firehose_version":',
+                orjson.dumps(response.firehose_version),
+                b"}",
+            )
+        )
+    return orjson.dumps(response.model_dump(exclude_none=True))
+
+
+# Acknowledgement class -> its JSON up to the id's value: `{"type":"…","id":`.
+_ACKNOWLEDGEMENT_TYPES: dict[type[FirehoseResponse], bytes] = {
+    model: b'{"type":' + orjson.dumps(model.model_fields["type"].default) + b',"id":'
+    for model in _ACKNOWLEDGEMENTS.values()
+}
 
 
 def _account_settings() -> list[AccountSetting]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.firehose.responses import acknowledgement, registration_response
+from shared.firehose.responses import acknowledgement, encode_response, registration_response
 from shared.firehose.schemas import (
     AudienceMembershipChangeRequest,
     AudienceSubscriptionRequest,
@@ -259,3 +259,19 @@ def test_registration_response_shape() -> None:
         assert settings["authenticationToken"]["required"] is True
         assert settings["authenticationToken"]["confidential"] is True
         assert set(settings) == {"loyaltyEnvironment", "authenticationToken"}
+
+
+@pytest.mark.parametrize("message_type", [t for t in MessageType if t is not MessageType.MODULE_REGISTRATION])
+@pytest.mark.parametrize("request_id", ["req-1", 'quote " and \\ backslash', "ünïcødé ✓", "line\nbreak", "x" * 128])
+def test_encoded_acknowledgement_is_the_dumped_model(message_type: MessageType, request_id: str) -> None:
+    response = acknowledgement(message_type, request_id, 1714592744066)
+    assert json.loads(encode_response(response)) == response.model_dump(exclude_none=True)
+    assert (
+        encode_response(response)
+        == json.dumps(response.model_dump(), separators=(",", ":"), ensure_ascii=False).encode()
+    )
+
+
+def test_encoded_registration_is_the_dumped_model() -> None:
+    response = registration_response("reg-1", 1714592744066)
+    assert json.loads(encode_response(response)) == response.model_dump(exclude_none=True)
