@@ -32,7 +32,8 @@ from shared.mapping.outbound import (
     event_draft,
     marketing_communication_draft,
 )
-from shared.repositories.outbound_messages import AcceptedMessage, OutboundMessageRepository
+from shared.repositories.accepted_messages import AcceptedMessage
+from shared.repositories.outbound_messages import OutboundMessageRepository
 from shared.tenant_config import OutboundConfig, TenantConfig
 
 __all__ = [

@@ -33,7 +33,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.errors import BridgeError, ErrorCode, ServiceUnavailable, Unprocessable
-from shared.repositories.outbound_messages import AcceptedMessage, AcceptedMessageStore
+from shared.repositories.accepted_messages import AcceptedMessage, AcceptedMessageStore
 
 logger = logging.getLogger(__name__)
 

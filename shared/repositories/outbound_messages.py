@@ -13,10 +13,25 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, func, insert, or_, select, text, true, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    DateTime,
+    Integer,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from shared.errors import Conflict, NotFound
@@ -25,26 +40,6 @@ from shared.models import WAITING_STATUSES, OutboundAttempt, OutboundMessage, Te
 
 # A message can be cancelled until it is delivered (a failed one too: the operator drops it).
 CANCELLABLE_STATUSES = ("queued", "retrying", "failed")
-
-
-@dataclass(frozen=True)
-class AcceptedMessage:
-    """An outbound call accepted by the API, on its way into the outbox.
-
-    It is stored only if, when the row is written, `engine_key_hash` is still its tenant's engine
-    key and the tenant is still connected: the API authenticates from a cache, the store is exact.
-    """
-
-    id: uuid.UUID
-    tenant_id: str
-    engine_key_hash: str
-    kind: str
-    customer_id: str
-    batch_json: str
-
-    @property
-    def size_bytes(self) -> int:
-        return len(self.batch_json)
 
 
 @dataclass(frozen=True)
@@ -75,7 +70,7 @@ def _is_waiting(message: type[OutboundMessage] | Any) -> ColumnElement[bool]:
     return message.status.in_(WAITING_STATUSES)
 
 
-def _lease_free(now: datetime) -> ColumnElement[bool]:
+def _lease_free(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
     return or_(OutboundMessage.lease_expires_at.is_(None), OutboundMessage.lease_expires_at <= now)
 
 
@@ -100,71 +95,59 @@ def _held_back() -> ColumnElement[bool]:
     )
 
 
-def _due(now: datetime) -> ColumnElement[bool]:
+def _due(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
     return and_(_is_waiting(OutboundMessage), OutboundMessage.next_attempt_at <= now, _lease_free(now), ~_held_back())
 
 
-# One row per accepted call, in the order given (WITH ORDINALITY + ORDER BY: identity values are
-# drawn in that order), checked against the tenant's current engine key and connection. Arrays
-# rather than VALUES lists: one statement text (prepared once) for every batch size.
-_INSERT_ACCEPTED_SQL = """
-INSERT INTO outbound_message (id, tenant_id, kind, customer_id, status, batch, attempts, next_attempt_at)
-SELECT m.id, m.tenant_id, m.kind, m.customer_id, 'queued', m.batch::jsonb, 0, $7
-FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], $6::text[])
-    WITH ORDINALITY AS m(id, tenant_id, key_hash, kind, customer_id, batch, position)
-JOIN tenant ON tenant.id = m.tenant_id AND tenant.engine_key_hash = m.key_hash
-WHERE EXISTS (SELECT 1 FROM outbound_settings WHERE outbound_settings.tenant_id = m.tenant_id)
-ORDER BY m.position
-RETURNING id
-"""
+def _claim_due_statement() -> Any:
+    now = bindparam("b_now", type_=DateTime(timezone=True))
+    candidates = (
+        select(OutboundMessage.id)
+        .where(OutboundMessage.tenant_id == bindparam("b_tenant"), _due(now))
+        .order_by(OutboundMessage.sequence)
+        .limit(bindparam("b_limit", type_=Integer))
+        .with_for_update(skip_locked=True, of=OutboundMessage)
+    )
+    return (
+        update(OutboundMessage)
+        .where(OutboundMessage.id.in_(candidates))
+        .values(lease_expires_at=bindparam("b_lease", type_=DateTime(timezone=True)))
+        .returning(
+            OutboundMessage.id,
+            OutboundMessage.customer_id,
+            OutboundMessage.sequence,
+            OutboundMessage.batch,
+            OutboundMessage.attempts,
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
-class AcceptedMessageStore:
-    """The outbound API's insert, on the outbox writer's own connection in autocommit mode: the one
-    statement is its own transaction, committed when PostgreSQL answers (see proxy/outbox_writer.py).
+# Built once: constructing this statement cost the worker more than PostgreSQL spent running it.
+_CLAIM_DUE = _claim_due_statement()
 
-    It runs on the asyncpg connection underneath SQLAlchemy's: this statement is the outbound API's
-    whole database cost, and SQLAlchemy's execution layer doubled its client CPU at typical batch
-    sizes (36 vs 17 us per message at 15 per batch). Errors are therefore asyncpg's own.
+# A delivery round's outcomes in two statements (arrays, not executemany: one round trip each).
+_INSERT_ATTEMPTS = text(
     """
-
-    def __init__(self, connection: AsyncConnection) -> None:
-        self._connection = connection
-
-    async def add(self, messages: Sequence[AcceptedMessage], now: datetime) -> set[uuid.UUID]:
-        """Store `messages` as `queued`, due `now`, in one statement; their `sequence` follows the
-        order given. A message whose key no longer belongs to its tenant, or whose tenant is gone
-        or disconnected, is left out. The ids stored."""
-        if not messages:
-            return set()
-        driver = (await self._connection.get_raw_connection()).driver_connection
-        if driver is None:
-            raise RuntimeError("the outbox connection has no driver connection (closed?)")
-        rows = await driver.fetch(
-            _INSERT_ACCEPTED_SQL,
-            [m.id for m in messages],
-            [m.tenant_id for m in messages],
-            [m.engine_key_hash for m in messages],
-            [m.kind for m in messages],
-            [m.customer_id for m in messages],
-            [m.batch_json for m in messages],
-            now,
-        )
-        return {row[0] for row in rows}
-
-    async def has_planner_statistics(self) -> bool:
-        """Whether ANALYZE has run on outbound_message since it had rows (customer_id has stats)."""
-        found = await self._connection.scalar(
-            text(
-                "SELECT EXISTS (SELECT 1 FROM pg_stats WHERE schemaname = current_schema()"
-                " AND tablename = 'outbound_message' AND attname = 'customer_id')"
-            )
-        )
-        return bool(found)
-
-    async def analyze(self) -> None:
-        """Collect the planner's statistics of outbound_message now (see OutboxWriter)."""
-        await self._connection.execute(text("ANALYZE outbound_message"))
+    INSERT INTO outbound_attempt (message_id, at, status_code, error)
+    SELECT * FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:ats AS timestamptz[]), CAST(:codes AS int[]), CAST(:errors AS text[])
+    )
+    """
+)
+# Only onto a message still waiting under the same lease: never over a cancelled or re-claimed one.
+_APPLY_ATTEMPTS = text(
+    """
+    UPDATE outbound_message AS m
+    SET status = u.status, attempts = m.attempts + 1, last_status_code = u.code, last_error = u.error,
+        next_attempt_at = u.next_at, delivered_at = u.delivered_at, lease_expires_at = NULL
+    FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:leases AS timestamptz[]), CAST(:statuses AS varchar[]), CAST(:codes AS int[]),
+        CAST(:errors AS text[]), CAST(:next_ats AS timestamptz[]), CAST(:delivered_ats AS timestamptz[])
+    ) AS u(id, lease, status, code, error, next_at, delivered_at)
+    WHERE m.id = u.id AND m.status IN ('queued', 'retrying') AND m.lease_expires_at = u.lease
+    """
+)
 
 
 class OutboundMessageRepository:
@@ -216,25 +199,8 @@ class OutboundMessageRepository:
         self, tenant_id: str, now: datetime, lease_expires_at: datetime, limit: int
     ) -> list[ClaimedMessage]:
         """Lease up to `limit` of the tenant's due messages (at most one per customer, its oldest)."""
-        candidates = (
-            select(OutboundMessage.id)
-            .where(OutboundMessage.tenant_id == tenant_id, _due(now))
-            .order_by(OutboundMessage.sequence)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=OutboundMessage)
-        )
         rows = await self._session.execute(
-            update(OutboundMessage)
-            .where(OutboundMessage.id.in_(candidates))
-            .values(lease_expires_at=lease_expires_at)
-            .returning(
-                OutboundMessage.id,
-                OutboundMessage.customer_id,
-                OutboundMessage.sequence,
-                OutboundMessage.batch,
-                OutboundMessage.attempts,
-            )
-            .execution_options(synchronize_session=False)
+            _CLAIM_DUE, {"b_tenant": tenant_id, "b_now": now, "b_lease": lease_expires_at, "b_limit": limit}
         )
         claimed = [ClaimedMessage(row[0], row[1], row[2], row[3], row[4], lease_expires_at) for row in rows]
         return sorted(claimed, key=lambda message: message.sequence)
@@ -260,42 +226,25 @@ class OutboundMessageRepository:
         if not results:
             return
         await self._session.execute(
-            insert(OutboundAttempt),
-            [
-                {"message_id": r.message_id, "at": r.attempted_at, "status_code": r.status_code, "error": r.error}
-                for r in results
-            ],
+            _INSERT_ATTEMPTS,
+            {
+                "ids": [r.message_id for r in results],
+                "ats": [r.attempted_at for r in results],
+                "codes": [r.status_code for r in results],
+                "errors": [r.error for r in results],
+            },
         )
-        table = cast(Table, OutboundMessage.__table__)
         await self._session.execute(
-            update(table)
-            .where(
-                table.c.id == bindparam("b_id"),
-                # No IN (...) here: expanding parameters cannot be used with executemany.
-                or_(*(table.c.status == status for status in WAITING_STATUSES)),
-                table.c.lease_expires_at == bindparam("b_lease"),
-            )
-            .values(
-                status=bindparam("b_status"),
-                attempts=table.c.attempts + 1,
-                last_status_code=bindparam("b_code"),
-                last_error=bindparam("b_error"),
-                next_attempt_at=bindparam("b_next"),
-                delivered_at=bindparam("b_delivered"),
-                lease_expires_at=None,
-            ),
-            [
-                {
-                    "b_id": r.message_id,
-                    "b_lease": r.lease_expires_at,
-                    "b_status": r.new_status,
-                    "b_code": r.status_code,
-                    "b_error": r.error,
-                    "b_next": r.next_attempt_at,
-                    "b_delivered": r.delivered_at,
-                }
-                for r in results
-            ],
+            _APPLY_ATTEMPTS,
+            {
+                "ids": [r.message_id for r in results],
+                "leases": [r.lease_expires_at for r in results],
+                "statuses": [r.new_status for r in results],
+                "codes": [r.status_code for r in results],
+                "errors": [r.error for r in results],
+                "next_ats": [r.next_attempt_at for r in results],
+                "delivered_ats": [r.delivered_at for r in results],
+            },
         )
 
     async def cancel_claimed(self, claimed: Sequence[ClaimedMessage], reason: str) -> None:

@@ -20,7 +20,7 @@ from shared.credentials import hash_key
 from shared.db import create_engine
 from shared.errors import ErrorCode, ServiceUnavailable, Unprocessable
 from shared.models import OutboundMessage, OutboundSettings
-from shared.repositories.outbound_messages import AcceptedMessage, AcceptedMessageStore
+from shared.repositories.accepted_messages import AcceptedMessage, AcceptedMessageStore
 from shared.settings import Settings
 from tests.factories import TenantFixture, make_tenant
 
