@@ -26,7 +26,7 @@ test: $(STAMP)
 ## lint: ruff, mypy (strict) and the import rules proxy -> shared <- worker
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared proxy worker
+	$(BIN)/mypy shared proxy worker bench
 	$(BIN)/lint-imports
 
 fmt: $(STAMP)

@@ -26,7 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ClauseElement
 
 from shared.db import create_sessionmaker
 from shared.migrate import upgrade_to_head
@@ -92,9 +92,9 @@ async def load(connection: AsyncConnection, rows: int) -> None:
     await autocommit.execute(text("VACUUM ANALYZE incoming_error"))
 
 
-async def explain_analyze(connection: AsyncConnection, statement: Executable) -> dict[str, Any]:
-    compiled = statement.compile(dialect=asyncpg_dialect.dialect())
-    parameters = [compiled.params[name] for name in compiled.positiontup or ()]
+async def explain_analyze(connection: AsyncConnection, statement: ClauseElement) -> dict[str, Any]:
+    compiled = statement.compile(dialect=asyncpg_dialect.dialect())  # type: ignore[no-untyped-call]
+    parameters = [compiled.params[name] for name in getattr(compiled, "positiontup", None) or ()]
     raw = (await connection.get_raw_connection()).driver_connection
     assert raw is not None
     plan = await raw.fetchval("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + compiled.string, *parameters)
