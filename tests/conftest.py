@@ -71,14 +71,40 @@ def _with_database(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
+# Every queue name of this run starts with this prefix, so the run can remove its own Redis keys
+# at the end (and only its own: other runs may share the server).
+RUN_QUEUE_PREFIX = f"lb-test:{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+async def forget_redis_keys_of_this_run(service_urls: tuple[str, str]) -> AsyncIterator[None]:
+    """At the end of the run, delete the Redis keys its queues left (queued work keeps 7 days)."""
+    yield
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(service_urls[1])
+    try:
+        for pattern in (f"{RUN_QUEUE_PREFIX}:*", f"arq:*{RUN_QUEUE_PREFIX}:*"):
+            batch: list[bytes] = []
+            async for key in redis.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    await redis.unlink(*batch)
+                    batch = []
+            if batch:
+                await redis.unlink(*batch)
+    finally:
+        await redis.aclose()
+
+
 @pytest.fixture
-def settings(database_url: str, service_urls: tuple[str, str]) -> Settings:
+def settings(database_url: str, service_urls: tuple[str, str], forget_redis_keys_of_this_run: None) -> Settings:
     """Settings for one test: its own queue name, fast cache refresh and resend timing."""
     return Settings(
         database_url=database_url,
         redis_url=service_urls[1],
         admin_api_key=ADMIN_KEY,
-        queue_name=f"lb-test:{uuid.uuid4().hex[:12]}",
+        queue_name=f"{RUN_QUEUE_PREFIX}:{uuid.uuid4().hex[:12]}",
         config_cache_seconds=0.2,
         outbound_retry_base_seconds=0.2,
         outbound_timeout_seconds=2.0,
