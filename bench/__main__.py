@@ -329,6 +329,7 @@ async def run(profile: Profile, phases: tuple[str, ...]) -> Report:
         bench.stop_worker()
         processes.stop(proxy)
         processes.stop(fake)
+        await environment.forget_queue(redis_url, env["QUEUE_NAME"])
         await environment.drop_database(database_url)
         if embedded is not None:
             embedded.stop()  # type: ignore[attr-defined]

@@ -63,6 +63,20 @@ async def drop_database(database_url: str) -> None:
         await connection.close()
 
 
+async def forget_queue(redis_url: str, queue_name: str) -> None:
+    """Delete every Redis key of this run's queue (work left queued would otherwise stay 7 days)."""
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(redis_url)
+    try:
+        for pattern in (f"{queue_name}:*", f"arq:*{queue_name}:*"):
+            keys = [key async for key in redis.scan_iter(match=pattern, count=1000)]
+            for start in range(0, len(keys), 1000):
+                await redis.unlink(*keys[start : start + 1000])
+    finally:
+        await redis.aclose()
+
+
 async def create_tenant(database_url: str, *, tenant_id: str, s2s_url: str) -> BenchTenant:
     """A connected tenant: 5 inbound mappings, auto-subscribe, one external event, two sync fields."""
     engine_key, token = new_engine_key(), new_inbound_token()
