@@ -6,9 +6,7 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from arq.connections import ArqRedis
 from fastapi import FastAPI
-from redis.asyncio import ConnectionPool
 
 from proxy import firehose, health, outbound
 from proxy.admin import router as admin_router
@@ -17,7 +15,7 @@ from proxy.exception_handlers import install_exception_handlers
 from proxy.outbox_writer import OutboxWriter
 from proxy.state import ProxyState
 from shared.db import create_engine, create_sessionmaker
-from shared.queue import JobQueue, deserialize_job, serialize_job
+from shared.queue import JobQueue, create_redis
 from shared.settings import Settings
 from shared.tenant_config import TenantConfigCache
 
@@ -30,22 +28,6 @@ take the tenant's engine key.
 """
 
 
-def create_redis(settings: Settings) -> ArqRedis:
-    """A lazily connecting Redis client: the proxy starts (and later recovers) while Redis is down."""
-    pool = ConnectionPool.from_url(
-        settings.require_redis_url(),
-        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-        socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-        health_check_interval=30,
-    )
-    return ArqRedis(
-        connection_pool=pool,
-        job_serializer=serialize_job,
-        job_deserializer=deserialize_job,
-        default_queue_name=settings.queue_name,
-    )
-
-
 def create_app(settings: Settings) -> FastAPI:
     """Build the proxy app; resources are created in the lifespan, not at import time."""
     settings.require_admin_api_key()
@@ -54,7 +36,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings, application_name="loyalty-bridge-proxy")
         sessionmaker = create_sessionmaker(engine)
-        redis = create_redis(settings)
+        redis = create_redis(
+            settings,
+            connect_timeout_seconds=REDIS_SOCKET_TIMEOUT_SECONDS,
+            socket_timeout_seconds=REDIS_SOCKET_TIMEOUT_SECONDS,
+        )
         tenant_configs = TenantConfigCache(sessionmaker, settings.config_cache_seconds)
         await tenant_configs.start()
         queue = JobQueue(redis, settings.queue_name)

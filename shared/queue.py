@@ -13,7 +13,8 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
+from redis.asyncio import ConnectionPool
 
 from shared.settings import Settings
 
@@ -109,21 +110,18 @@ class JobQueue:
         return bool(added)
 
 
-def redis_settings(settings: Settings) -> RedisSettings:
-    """arq RedisSettings from REDIS_URL, with short timeouts so an outage is seen in seconds."""
-    redis = RedisSettings.from_dsn(settings.require_redis_url())
-    redis.conn_timeout = 2
-    redis.conn_retries = 1
-    redis.conn_retry_delay = 0
-    return redis
-
-
-async def create_arq_pool(settings: Settings) -> ArqRedis:
-    """An ArqRedis pool using our queue name and serializer."""
-    pool: ArqRedis = await create_pool(
-        redis_settings(settings),
-        default_queue_name=settings.queue_name,
+def create_redis(settings: Settings, *, connect_timeout_seconds: float, socket_timeout_seconds: float) -> ArqRedis:
+    """A lazily connecting ArqRedis on our queue and serializer: a process starts (and later
+    recovers) while Redis is down, and a dead or hung server shows up within the timeouts."""
+    pool = ConnectionPool.from_url(
+        settings.require_redis_url(),
+        socket_connect_timeout=connect_timeout_seconds,
+        socket_timeout=socket_timeout_seconds,
+        health_check_interval=30,
+    )
+    return ArqRedis(
+        connection_pool=pool,
         job_serializer=serialize_job,
         job_deserializer=deserialize_job,
+        default_queue_name=settings.queue_name,
     )
-    return pool

@@ -32,13 +32,12 @@ from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 from arq.cron import CronJob
 from arq.worker import Worker
-from redis.asyncio import ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.db import create_engine, create_sessionmaker
 from shared.firehose.queue import FirehoseQueue
-from shared.queue import JobQueue, create_arq_pool, deserialize_job, serialize_job
+from shared.queue import JobQueue, create_redis, deserialize_job, serialize_job
 from shared.settings import Settings
 from shared.tenant_config import TenantConfigCache
 from worker.context import CONTEXT_KEY, WorkerContext, worker_context
@@ -58,22 +57,6 @@ RESTART_MAX_DELAY_SECONDS = 5.0
 REDIS_CONNECT_TIMEOUT_SECONDS = 2.0
 # No command the worker sends blocks in Redis, so a reply slower than this means a hung server.
 REDIS_SOCKET_TIMEOUT_SECONDS = 10.0
-
-
-def create_worker_redis(settings: Settings) -> ArqRedis:
-    """The worker's Redis client: lazily connecting, with timeouts (arq's own pool has no read timeout)."""
-    pool = ConnectionPool.from_url(
-        settings.require_redis_url(),
-        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_SECONDS,
-        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-        health_check_interval=30,
-    )
-    return ArqRedis(
-        connection_pool=pool,
-        job_serializer=serialize_job,
-        job_deserializer=deserialize_job,
-        default_queue_name=settings.queue_name,
-    )
 
 
 def worker_cron_jobs(queue_name: str) -> list[CronJob]:
@@ -139,7 +122,11 @@ def build_worker(
         functions=JOB_FUNCTIONS or [_noop],
         cron_jobs=worker_cron_jobs(settings.queue_name) or None,
         queue_name=settings.queue_name,
-        redis_pool=create_worker_redis(settings),
+        redis_pool=create_redis(
+            settings,
+            connect_timeout_seconds=REDIS_CONNECT_TIMEOUT_SECONDS,
+            socket_timeout_seconds=REDIS_SOCKET_TIMEOUT_SECONDS,
+        ),
         burst=burst,
         handle_signals=handle_signals,
         on_startup=on_startup,
@@ -310,4 +297,4 @@ def is_connection_error(error: BaseException) -> bool:
     return isinstance(error, RedisConnectionError | RedisTimeoutError | OSError | TimeoutError)
 
 
-__all__ = ["build_worker", "create_arq_pool", "run_worker"]
+__all__ = ["build_worker", "run_worker"]
