@@ -5,10 +5,11 @@ tenant does not exist, so a wrong key learns nothing about which tenants exist);
 when the tenant has no outbound settings. Keys are known by their SHA-256 only.
 
 The check runs on the process's tenant configuration cache, so an accepted call costs no query
-here. A key the cache does not know is looked up in PostgreSQL (misses are grouped and rate
-limited) before a 401, so a new or rotated key works at once. The store re-checks the key and the
-connection in the statement that writes the message (AcceptedMessageStore): a key replaced, a
-tenant deleted or disconnected since the cache last saw them never gets a 202.
+here. A key the cache does not know, or whose tenant it holds as disconnected, is looked up in
+PostgreSQL (grouped and rate limited) before a 401 or 409, so a new or rotated key, or a tenant
+just reconnected, works at once. The store re-checks the key and the connection in the statement
+that writes the message (AcceptedMessageStore): a key replaced, a tenant deleted or disconnected
+since the cache last saw them never gets a 202.
 """
 
 from __future__ import annotations
@@ -41,7 +42,13 @@ class EngineCaller:
         The answer is what a fresh check gives (401, 403 or 409); when the fresh check passes the
         configuration changed twice meanwhile, and the engine is asked to retry.
         """
-        await self.tenant_configs.reload_engine_keys([self.engine_key_hash])
+        try:
+            await self.tenant_configs.reload_engine_keys([self.engine_key_hash])
+        except Exception:
+            return ServiceUnavailable(
+                "the engine API key could not be checked: the database is unavailable",
+                code=ErrorCode.DATABASE_UNAVAILABLE,
+            )
         try:
             check_engine_caller(self.tenant_configs.find_by_engine_key(self.engine_key_hash), self.tenant.id)
         except BridgeError as error:
@@ -79,7 +86,10 @@ async def authenticate_engine_caller(request: Request, tenant_id: str) -> Engine
     state: ProxyState = request.app.state.proxy
     try:
         config = await state.tenant_configs.resolve_engine_key(key_hash)
-    except Exception as exc:  # only a cache miss reads the database
+        if config is not None and config.outbound is None:
+            # Maybe reconnected since the cache last looked: check before a 409 (rate limited).
+            config = await state.tenant_configs.look_up_engine_key(key_hash)
+    except Exception as exc:  # only a cache miss (or a 409 about to be sent) reads the database
         raise ServiceUnavailable(
             "the engine API key could not be checked: the database is unavailable", code=ErrorCode.DATABASE_UNAVAILABLE
         ) from exc

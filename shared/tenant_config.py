@@ -180,7 +180,7 @@ async def bump_config_revision(session: AsyncSession, tenant_id: str) -> None:
 # or rotated key works at once. Misses are grouped into one lookup at most this often, so a flood
 # of bad keys costs the database at most a few queries per second.
 ENGINE_KEY_MISS_INTERVAL_SECONDS = 0.1
-MAX_MISSED_KEYS_PER_LOOKUP = 256
+MAX_MISSED_KEYS_PER_LOOKUP = 1000
 
 
 class TenantConfigCache:
@@ -214,6 +214,11 @@ class TenantConfigCache:
         config = self._by_engine_key.get(engine_key_hash)
         if config is not None:
             return config
+        return await self.look_up_engine_key(engine_key_hash)
+
+    async def look_up_engine_key(self, engine_key_hash: str) -> TenantConfig | None:
+        """The tenant owning `engine_key_hash` as PostgreSQL has it now, reloaded whatever its
+        revision: one lookup shared by concurrent callers, at most every ENGINE_KEY_MISS_INTERVAL_SECONDS."""
         if len(self._missed_keys) < MAX_MISSED_KEYS_PER_LOOKUP:
             self._missed_keys.add(engine_key_hash)
         lookup = self._next_miss_lookup

@@ -134,6 +134,37 @@ class TestEngineKeyAuthentication:
         assert error_code(response) == "NOT_CONNECTED"
         assert [m.id for m in await load_messages(sessionmaker, tenant.id)] == [uuid.UUID(first.json()["message_id"])]
 
+    async def test_a_tenant_reconnected_behind_the_cache_is_accepted_at_once(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        admin_headers: dict[str, str],
+        tenant: S2STenant,
+    ) -> None:
+        disconnect = await client.delete(f"/api/v1/tenants/{tenant.id}/connection", headers=admin_headers)
+        assert disconnect.status_code in (200, 204)
+        refused = await client.post(tenant.url("customer-updates"), json=CUSTOMER_UPDATE, headers=tenant.engine_headers)
+        assert refused.status_code == 409
+        # Reconnected without a revision bump: only a lookup before the 409 can see it.
+        async with sessionmaker() as session:
+            session.add(
+                OutboundSettings(
+                    tenant_id=tenant.id,
+                    api_url="https://s2s.mparticle.com",
+                    api_key=tenant.api_key,
+                    api_secret=tenant.api_secret,
+                    development=False,
+                    sync_only_configured_identifiers=False,
+                    loyalty_identifier_field="id",
+                    customer_identifier_field="customer_id",
+                )
+            )
+            await session.commit()
+        response = await client.post(
+            tenant.url("customer-updates"), json=CUSTOMER_UPDATE, headers=tenant.engine_headers
+        )
+        assert response.status_code == 202, response.text
+
     async def test_a_deleted_tenants_key_stops_working(
         self, client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], tenant: S2STenant
     ) -> None:

@@ -253,6 +253,12 @@ class TestDisconnect:
 
 @pytest.mark.usefixtures("running_worker")
 class TestTenantIsolation:
+    @pytest.fixture
+    def settings(self, settings: Settings) -> Settings:
+        """One hang outlasts the test: with the 1 s timeout, a slow machine could deliver the healthy
+        tenant between two of the hanging tenant's attempts (or the stuck one after clear_faults)."""
+        return settings.model_copy(update={"outbound_timeout_seconds": 15.0})
+
     async def test_a_hanging_tenant_does_not_hold_up_another(
         self, client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], fake_s2s: FakeS2SServer
     ) -> None:
