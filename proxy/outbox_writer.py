@@ -160,7 +160,7 @@ class OutboxWriter:
     async def submit(self, message: AcceptedMessage) -> bool:
         """Store `message`: True once it is committed; False when the store refused it because its
         engine key, tenant or connection changed. ServiceUnavailable when it cannot be stored now."""
-        if self._closing or self._task is None:
+        if self._closing or self._task is None or self._task.done():
             raise _database_unavailable("the proxy is not accepting outbound calls (shutting down)")
         if (
             len(self._waiting) >= self._max_waiting_messages
