@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import gc
 import logging
 import signal
 from datetime import datetime
@@ -105,6 +106,9 @@ def build_worker(
         if burst:  # a burst worker applies everything queued before arq's own burst run
             await consumer.drain()
         else:
+            # What start-up built lives as long as the process: keep it out of the cyclic GC's
+            # full scans (the proxy does the same; it removed ~100 ms pauses there).
+            gc.freeze()
             firehose.start(consumer)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
