@@ -97,13 +97,16 @@ def run_wrk(
 ) -> WrkResult:
     """POST `body_template` (placeholders __REQUEST_ID__, __NOW_MS__, __N__) for a duration.
 
-    With `rate_per_second`, each connection waits between requests so the total is about that rate.
+    With `rate_per_second`, each connection waits a random (exponential) gap between requests so the
+    total approaches that rate; the response time adds to each gap, so read the achieved rate back.
     """
     lua_headers = "{" + ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items()) + "}"
     delay = ""
     if rate_per_second:
-        delay_ms = max(1, round(connections * 1000 / rate_per_second))
-        delay = f"function delay() return {delay_ms} end"
+        # Exponentially distributed gaps (Poisson arrivals): a fixed gap keeps every connection in
+        # lockstep, and the bursts that makes would be measured as latency.
+        mean_ms = connections * 1000 / rate_per_second
+        delay = f"function delay() return math.floor(-{mean_ms:.3f} * math.log(1 - math.random())) end"
     script = (
         _LUA_TEMPLATE.replace("__BODY__", body_template)
         .replace("__PATH__", path)
