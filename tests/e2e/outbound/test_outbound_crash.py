@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.settings import Settings
 from tests.e2e.outbound.helpers import all_delivered, load_attempts, load_messages, make_s2s_tenant, post_ok, wait_until
-from tests.e2e.outbound.processes import PrivateRedis, WorkerProcess
+from tests.e2e.outbound.processes import WorkerProcess
 from tests.fakes.s2s_server import FakeS2SServer
+from tests.private_redis import PrivateRedis
 
 CUSTOMERS = 6
 MESSAGES_PER_CUSTOMER = 2
@@ -29,7 +30,7 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
     server = PrivateRedis(tmp_path / "redis")
     await server.start()
     yield server
-    server.kill()
+    server.stop()
 
 
 @pytest.fixture
@@ -76,7 +77,7 @@ async def test_a_killed_worker_and_a_restarted_redis_lose_no_message(
 
         await wait_until(first_messages_waiting_for_resends, message="resends under way")
         first_worker.kill()
-        own_redis.kill()
+        own_redis.stop()
         await own_redis.start()  # same port, nothing left of the queue
         fake_s2s.clear_faults(tenant.api_key)
         second_worker.start()
