@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from proxy.firehose_service import ENQUEUE_TIMEOUT_SECONDS, FirehoseCall, handle_firehose_call, now_ms
+from proxy.request_body import read_limited_body
 from proxy.state import ProxyState
-from shared.errors import PayloadTooLarge
 from shared.firehose.queue import FirehoseQueue, GroupedEnqueuer
 from shared.firehose.responses import (
     AudienceMembershipChangeResponse,
@@ -60,20 +60,9 @@ def _enqueuer(request: Request) -> GroupedEnqueuer:
 
 
 async def read_firehose_call(request: Request) -> FirehoseCall:
-    """The call as received. The body is refused with 413 beyond MAX_REQUEST_BYTES: by its
-    declared length when there is one, else by counting while reading (chunked bodies)."""
-    limit = _state(request).settings.max_request_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return FirehoseCall(b"".join(chunks), request.headers.get("authorization"), now_ms())
+    """The call as received; the body is refused with 413 beyond MAX_REQUEST_BYTES."""
+    body = await read_limited_body(request, _state(request).settings.max_request_bytes)
+    return FirehoseCall(body, request.headers.get("authorization"), now_ms())
 
 
 @router.post(

@@ -20,7 +20,7 @@ from fastapi.security.base import SecurityBase
 from pydantic import BaseModel, ValidationError
 
 from proxy.engine_auth import EngineCaller, authenticate_engine_caller
-from shared.errors import PayloadTooLarge
+from proxy.request_body import read_limited_body
 
 # Far above any call that can make a 128 KB batch, far below what could hurt the proxy.
 OUTBOUND_MAX_BODY_BYTES = 1024 * 1024
@@ -38,18 +38,9 @@ class OutboundCall(Generic[BodyModel]):
 
 async def read_json_body(request: Request, model: type[BodyModel]) -> BodyModel:
     """At most OUTBOUND_MAX_BODY_BYTES of JSON (413 beyond, in the error envelope) validated with `model`."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > OUTBOUND_MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"the body is larger than {OUTBOUND_MAX_BODY_BYTES} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > OUTBOUND_MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"the body is larger than {OUTBOUND_MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
+    body = await read_limited_body(request, OUTBOUND_MAX_BODY_BYTES)
     try:
-        return model.model_validate_json(b"".join(chunks))
+        return model.model_validate_json(body)
     except ValidationError as exc:
         errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_input=False)]
         raise RequestValidationError(errors) from exc
