@@ -7,12 +7,10 @@ they never touch data they did not create.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import asyncpg
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
@@ -20,8 +18,8 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.db import create_engine, create_sessionmaker
-from shared.migrate import upgrade_to_head
-from shared.settings import Settings, normalize_database_url, plain_database_url
+from shared.settings import Settings
+from tests.scratch_database import scratch_database
 
 ADMIN_KEY = "test-admin-key-0123456789"
 
@@ -47,28 +45,8 @@ def service_urls() -> Iterator[tuple[str, str]]:
 @pytest.fixture(scope="session")
 async def database_url(service_urls: tuple[str, str]) -> AsyncIterator[str]:
     """A fresh database for this test run, migrated to head, dropped at the end."""
-    server_url = plain_database_url(normalize_database_url(service_urls[0]))
-    name = f"lb_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = _with_database(normalize_database_url(service_urls[0]), name)
-    await asyncio.to_thread(upgrade_to_head, url)
-    yield url
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
-def _with_database(url: str, name: str) -> str:
-    """Replace the database name in a SQLAlchemy URL (keeps host, socket and query options)."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
+    async with scratch_database(service_urls[0], "lb_test") as url:
+        yield url
 
 
 # Every queue name of this run starts with this prefix, so the run can remove its own Redis keys

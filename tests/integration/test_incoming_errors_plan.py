@@ -34,7 +34,7 @@ from shared.repositories.incoming_errors import (
     expired_tenants_statement,
     purge_batch_statement,
 )
-from tests.integration.scratch_database import scratch_database
+from tests.scratch_database import scratch_database
 
 BIG_TENANT = "t-plan-big"
 NOISE_TENANTS = ("t-plan-noise-1", "t-plan-noise-2")

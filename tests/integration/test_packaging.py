@@ -16,17 +16,18 @@ import sys
 import time
 import uuid
 import zipfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy.engine import make_url
 
 import shared.models  # noqa: F401  (registers every table on the metadata)
 from shared.db import Base
-from shared.settings import normalize_database_url, plain_database_url
+from shared.settings import plain_database_url
+from tests.scratch_database import scratch_database
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "README.md", "shared", "proxy", "worker", "migrations")
@@ -121,21 +122,10 @@ async def wait_for_worker_heartbeat(process: subprocess.Popen[bytes], redis_url:
 
 
 @pytest.fixture
-async def fresh_database(service_urls) -> str:
+async def fresh_database(service_urls) -> AsyncIterator[str]:
     """An empty database on the test server (dropped afterwards): the installed CLI migrates it."""
-    server_url = plain_database_url(normalize_database_url(service_urls[0]))
-    name = f"lb_pkg_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield make_url(normalize_database_url(service_urls[0])).set(database=name).render_as_string(hide_password=False)
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with scratch_database(service_urls[0], "lb_pkg", migrate=False) as url:
+        yield url
 
 
 class TestWheel:

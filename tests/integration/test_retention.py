@@ -18,7 +18,7 @@ from shared.models import IncomingError, ProcessedRequest
 from shared.queue import JobName
 from tests.conftest import run_worker_until_idle
 from tests.factories import make_tenant
-from tests.integration.scratch_database import scratch_database
+from tests.scratch_database import scratch_database
 from worker import maintenance_jobs
 from worker.maintenance_service import purge_error_log, purge_processed_requests
 

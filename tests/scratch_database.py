@@ -1,5 +1,6 @@
-"""A migrated database of a test's own, for tests that act on whole tables (ANALYZE after a bulk
-load, retention purges across tenants) and so must not share the run's database."""
+"""A database of its own, created on the test server and dropped afterwards: the run's database
+(tests/conftest.py), tests that act on whole tables (ANALYZE after a bulk load, retention purges
+across tenants), and the packaging test whose installed CLI migrates an empty one."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from shared.settings import normalize_database_url, plain_database_url
 
 
 @asynccontextmanager
-async def scratch_database(server_url: str, prefix: str) -> AsyncIterator[str]:
-    """Create a database on the server of `server_url`, migrate it to head, yield its URL, drop it."""
+async def scratch_database(server_url: str, prefix: str, *, migrate: bool = True) -> AsyncIterator[str]:
+    """Create a database on the server of `server_url`, migrate it to head (unless `migrate` is
+    False), yield its URL, drop it."""
     base_url = normalize_database_url(server_url)
     admin_url = plain_database_url(base_url)
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
@@ -28,7 +30,8 @@ async def scratch_database(server_url: str, prefix: str) -> AsyncIterator[str]:
         await admin.close()
     url = make_url(base_url).set(database=name).render_as_string(hide_password=False)
     try:
-        await asyncio.to_thread(upgrade_to_head, url)
+        if migrate:
+            await asyncio.to_thread(upgrade_to_head, url)
         yield url
     finally:
         admin = await asyncpg.connect(admin_url)
