@@ -32,7 +32,7 @@ def service_urls(var_dir: Path) -> tuple[str, str, object | None]:
     redis_url = os.environ.get("REDIS_URL")
     if database_url and redis_url:
         return database_url, redis_url, None
-    from shared.embedded import EmbeddedServices
+    from shared.dev.embedded import EmbeddedServices
 
     services = EmbeddedServices(var_dir, redis_appendonly=False)
     services.start()

@@ -29,16 +29,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_e
 from sqlalchemy.sql import ClauseElement
 
 from shared.db import create_sessionmaker
-from shared.migrate import upgrade_to_head
-from shared.repositories.incoming_errors import (
+from shared.errorlog.repository import (
     IncomingErrorFilters,
     IncomingErrorRepository,
     KeysetPosition,
     ListOrder,
     SortField,
 )
+from shared.migrate import upgrade_to_head
 from shared.settings import normalize_database_url, plain_database_url
-from worker.maintenance_service import purge_error_log
+from worker.maintenance.service import purge_error_log
 
 BIG_TENANT = "bench-big"
 NOW = datetime(2025, 6, 1, tzinfo=UTC)

@@ -8,16 +8,18 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from proxy import firehose, health, outbound
+from proxy import health
 from proxy.admin import router as admin_router
-from proxy.delivery_kicker import DeliveryKicker
 from proxy.exception_handlers import install_exception_handlers
-from proxy.outbox_writer import OutboxWriter
+from proxy.firehose import routes as firehose
+from proxy.outbound import routes as outbound
+from proxy.outbound.delivery_kicker import DeliveryKicker
+from proxy.outbound.outbox_writer import OutboxWriter
 from proxy.state import ProxyState
 from shared.db import create_engine, create_sessionmaker
-from shared.queue import JobQueue, create_redis
+from shared.queues.jobs import JobQueue, create_redis
 from shared.settings import Settings
-from shared.tenant_config import TenantConfigCache
+from shared.tenants.config import TenantConfigCache
 
 REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
 

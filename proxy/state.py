@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from proxy.delivery_kicker import DeliveryKicker
-from proxy.outbox_writer import OutboxWriter
-from shared.queue import JobQueue
+from proxy.outbound.delivery_kicker import DeliveryKicker
+from proxy.outbound.outbox_writer import OutboxWriter
+from shared.queues.jobs import JobQueue
 from shared.settings import Settings
-from shared.tenant_config import TenantConfigCache
+from shared.tenants.config import TenantConfigCache
 
 
 @dataclass

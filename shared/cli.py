@@ -48,7 +48,7 @@ def _migrate(settings: Settings) -> None:
 
 
 def _run(settings: Settings) -> None:
-    from shared.local_run import run_everything
+    from shared.dev.local_run import run_everything
 
     run_everything(settings)
 

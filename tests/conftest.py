@@ -1,7 +1,7 @@
 """Test fixtures: real PostgreSQL and Redis, a fresh database per run, a fresh queue per test.
 
 The servers are the ones DATABASE_URL / REDIS_URL name; when unset, embedded ones are started
-under ./var/test (see shared/embedded.py). Tests create their own tenants with random ids, so
+under ./var/test (see shared/dev/embedded.py). Tests create their own tenants with random ids, so
 they never touch data they did not create.
 """
 
@@ -32,7 +32,7 @@ def service_urls() -> Iterator[tuple[str, str]]:
     if database_url and redis_url:
         yield database_url, redis_url
         return
-    from shared.embedded import EmbeddedServices
+    from shared.dev.embedded import EmbeddedServices
 
     services = EmbeddedServices(os.path.join(os.getcwd(), "var", "test"), redis_appendonly=False)
     services.start()

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.queue import JobQueue
+from shared.queues.jobs import JobQueue
 from shared.settings import Settings
-from shared.tenant_config import TenantConfigCache
+from shared.tenants.config import TenantConfigCache
 
 CONTEXT_KEY = "bridge"
 

@@ -4,7 +4,7 @@ arq's Worker exits when it loses Redis (python-arq/arq issues 386, 435, 498), in
 start-up. run_worker therefore runs one Worker at a time and, when one dies of a connection
 error, closes it without needing Redis and starts a fresh one after a short, growing delay.
 PostgreSQL outages never stop the worker: jobs that cannot reach it are retried (see the jobs).
-Firehose requests are not arq jobs: each Worker runs a FirehoseConsumer (worker.inbound_consumer)
+Firehose requests are not arq jobs: each Worker runs a FirehoseConsumer (worker.inbound.consumer)
 beside arq's loop, started in on_startup and stopped (its batch in hand finished) in on_shutdown.
 
 Crashed work: arq marks a started job "in progress" with a key that expires after the longest
@@ -37,12 +37,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.db import create_engine, create_sessionmaker
-from shared.firehose.queue import FirehoseQueue
-from shared.queue import JobQueue, create_redis, deserialize_job, serialize_job
+from shared.queues.firehose import FirehoseQueue
+from shared.queues.jobs import JobQueue, create_redis, deserialize_job, serialize_job
 from shared.settings import Settings
-from shared.tenant_config import TenantConfigCache
+from shared.tenants.config import TenantConfigCache
 from worker.context import CONTEXT_KEY, WorkerContext, worker_context
-from worker.inbound_consumer import ConsumerTask, FirehoseConsumer
+from worker.inbound.consumer import ConsumerTask, FirehoseConsumer
 from worker.jobs import CRON_JOBS, JOB_FUNCTIONS
 
 logger = logging.getLogger(__name__)

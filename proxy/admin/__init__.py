@@ -2,7 +2,11 @@
 
 from fastapi import APIRouter
 
-from proxy.admin import configuration, incoming_errors, messages, records, tenants
+from proxy.admin.configuration import routes as configuration
+from proxy.admin.errorlog import routes as incoming_errors
+from proxy.admin.messages import routes as messages
+from proxy.admin.records import routes as records
+from proxy.admin.tenants import routes as tenants
 from proxy.dependencies import AdminAuth
 
 router = APIRouter(dependencies=[AdminAuth])

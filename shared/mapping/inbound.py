@@ -1,7 +1,7 @@
 """Inbound rules (CONTRACT §2-§3), pure: which mappings match which events, a request's priority,
 the ledger entries a message yields and in which order, and how its sender resolves to a customer.
 
-Messages and events are the decoded JSON (already validated by shared.firehose.schemas), so the
+Messages and events are the decoded JSON (already validated by shared.inbound.schemas), so the
 templates can reach every field, including ones the models do not name.
 """
 
@@ -31,7 +31,7 @@ CUSTOMER_ID_NAMESPACE = uuid.UUID("6f1c1f8e-52a4-4c8f-9a53-0c6b2f7a9d11")
 
 
 class MappingRule(Protocol):
-    """What the rules need of an inbound mapping (shared.tenant_config.InboundMappingConfig)."""
+    """What the rules need of an inbound mapping (shared.tenants.config.InboundMappingConfig)."""
 
     @property
     def loyalty_event(self) -> str: ...

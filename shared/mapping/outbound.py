@@ -27,7 +27,7 @@ import orjson
 
 from shared.errors import ErrorCode, Unprocessable
 from shared.mapping.templates import MISSING, render_template, walk_path
-from shared.s2s.limits import MAX_BATCH_BYTES
+from shared.outbound.limits import MAX_BATCH_BYTES
 from shared.vocabulary import RESERVED_USER_ATTRIBUTES
 
 OutboundKind = Literal["customer_update", "event", "marketing_communication"]

@@ -12,12 +12,12 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from shared.firehose.queue import FirehoseQueue
+from shared.queues.firehose import FirehoseQueue
 from shared.settings import Settings, plain_database_url
 from tests.e2e.conftest import eventually
 from tests.factories import TenantFixture, make_tenant
 from tests.inbound_helpers import custom_event, event_request, post_firehose, refresh_configs
-from worker.inbound_consumer import LEASE_SECONDS
+from worker.inbound.consumer import LEASE_SECONDS
 
 REQUESTS = 300
 # The request whose batch the crash interrupts: a later batch, so earlier ones are committed.

@@ -11,8 +11,8 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from shared.models import Customer, OutboundMessage, OutboundSettings, Tenant
-from shared.repositories.tenants import DISCONNECT_REASON
-from shared.tenant_config import TenantConfigCache
+from shared.tenants.config import TenantConfigCache
+from shared.tenants.repository import DISCONNECT_REASON
 from tests.integration.admin_helpers import (
     OUTBOUND_BODY,
     assert_error,

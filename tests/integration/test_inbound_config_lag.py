@@ -7,12 +7,12 @@ import orjson
 from sqlalchemy import func, select
 
 from shared.credentials import new_inbound_token
-from shared.firehose.queue import FirehoseWork
 from shared.models import InboundSettings, IncomingError, LedgerEvent, OutboundSettings, Tenant
-from shared.tenant_config import TenantConfigCache, bump_config_revision
+from shared.queues.firehose import FirehoseWork
+from shared.tenants.config import TenantConfigCache, bump_config_revision
 from tests.factories import TenantFixture, make_tenant
 from tests.inbound_helpers import custom_event, event_request
-from worker.inbound_batch import apply_firehose_batch
+from worker.inbound.batch import apply_firehose_batch
 
 
 async def test_request_of_a_just_connected_tenant_is_applied(sessionmaker) -> None:

@@ -11,8 +11,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from shared.db import create_engine, create_sessionmaker
-from shared.firehose.queue import FirehoseQueue
-from shared.tenant_config import TenantConfigCache
+from shared.queues.firehose import FirehoseQueue
+from shared.tenants.config import TenantConfigCache
 from tests.factories import make_tenant
 from tests.inbound_helpers import (
     AdminReader,
@@ -22,8 +22,8 @@ from tests.inbound_helpers import (
     post_firehose,
     refresh_configs,
 )
-from worker.inbound_consumer import FirehoseConsumer
-from worker.inbound_failures import is_transient_error
+from worker.inbound.consumer import FirehoseConsumer
+from worker.inbound.failures import is_transient_error
 
 
 def _raised_from(error: BaseException, cause: BaseException) -> BaseException:

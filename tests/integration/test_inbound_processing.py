@@ -235,7 +235,7 @@ async def test_identifier_attribute_finds_and_creates_customers(
         inbound_mappings=[REDEEM],
     )
     async with sessionmaker() as session:
-        from shared.repositories.customers import CustomerRepository
+        from shared.inbound.customers import CustomerRepository
 
         await CustomerRepository(session, tenant.id).create_if_absent("M-1", "active", {"email": "known@example.com"})
         await session.commit()

@@ -14,8 +14,8 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from proxy.app import create_app
-from shared.firehose.queue import FirehoseQueue, parse_job_value
-from shared.queue import MAX_PRIORITY, PRIORITY_STEP_MS, UNMAPPED_PRIORITY, firehose_job_id
+from shared.queues.firehose import FirehoseQueue, parse_job_value
+from shared.queues.jobs import MAX_PRIORITY, PRIORITY_STEP_MS, UNMAPPED_PRIORITY, firehose_job_id
 from shared.settings import Settings
 from tests.factories import make_tenant
 from tests.inbound_helpers import (

@@ -11,8 +11,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared.firehose.queue import FirehoseQueue, GroupedEnqueuer, QueuedRequest, job_value, parse_job_value
-from shared.queue import UNMAPPED_PRIORITY
+from shared.queues.firehose import FirehoseQueue, GroupedEnqueuer, QueuedRequest, job_value, parse_job_value
+from shared.queues.jobs import UNMAPPED_PRIORITY
 from shared.settings import Settings
 
 

@@ -15,17 +15,17 @@ from arq.cron import cron
 from arq.worker import func
 from redis.asyncio import Redis
 
-import worker.inbound_consumer as consumer_module
+import worker.inbound.consumer as consumer_module
 import worker.main as worker_main
 from shared.db import create_engine, create_sessionmaker
-from shared.firehose.queue import FirehoseQueue
-from shared.queue import deserialize_job, serialize_job
-from shared.repositories.customers import CustomerRepository
+from shared.inbound.customers import CustomerRepository
+from shared.queues.firehose import FirehoseQueue
+from shared.queues.jobs import deserialize_job, serialize_job
 from shared.settings import Settings, plain_database_url
-from shared.tenant_config import TenantConfigCache
+from shared.tenants.config import TenantConfigCache
 from tests.factories import make_tenant
 from tests.inbound_helpers import custom_event, event_request, post_firehose, refresh_configs
-from worker.inbound_consumer import EXPIRED_LEASE_SCAN_SECONDS, LEASE_SECONDS, FirehoseConsumer
+from worker.inbound.consumer import EXPIRED_LEASE_SCAN_SECONDS, LEASE_SECONDS, FirehoseConsumer
 from worker.jobs import JOB_FUNCTIONS
 from worker.main import IN_PROGRESS_LEASE_SECONDS, build_worker, run_worker
 

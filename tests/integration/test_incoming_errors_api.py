@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from shared.error_log import record_incoming_error
+from shared.errorlog import repository as incoming_errors_repository
+from shared.errorlog.writer import record_incoming_error
 from shared.errors import ErrorCode, ErrorSource
 from shared.models import IncomingError
-from shared.repositories import incoming_errors as incoming_errors_repository
 from tests.factories import make_tenant
 
 BASE_AT = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.sql import Executable
 
-from shared.repositories.incoming_errors import (
+from shared.errorlog.repository import (
     IncomingErrorFilters,
     IncomingErrorRepository,
     KeysetPosition,

@@ -221,7 +221,7 @@ class TestRunWithGivenServers:
 
 LEFTOVER_SCRIPT = """
 import sys, threading, time
-from shared.embedded import EmbeddedServices
+from shared.dev.embedded import EmbeddedServices
 services = EmbeddedServices(sys.argv[1], redis_appendonly=False)
 # Started from a thread, the servers are not tied to this process's death: they outlive a kill -9.
 starter = threading.Thread(target=services.start)
@@ -234,7 +234,7 @@ time.sleep(120)
 
 class TestRecoveryAfterACrash:
     def test_stale_pid_files_naming_unrelated_live_processes_do_not_block_a_start(self, workdir) -> None:
-        from shared.embedded import POSTGRES_SYSTEM_USER, EmbeddedServices
+        from shared.dev.embedded import POSTGRES_SYSTEM_USER, EmbeddedServices
 
         services = EmbeddedServices(workdir / "var", redis_appendonly=False)
         services.start()
@@ -261,7 +261,7 @@ class TestRecoveryAfterACrash:
             unrelated.wait()
 
     def test_servers_left_running_by_a_killed_process_are_stopped_and_replaced(self, workdir) -> None:
-        from shared.embedded import EmbeddedServices
+        from shared.dev.embedded import EmbeddedServices
 
         var_dir = workdir / "var"
         crashed = subprocess.Popen(

@@ -13,7 +13,7 @@ import orjson
 import pytest
 import respx
 
-from worker.mparticle_client import (
+from worker.outbound.mparticle_client import (
     Delivered,
     DeliveryOutcome,
     MParticleClient,

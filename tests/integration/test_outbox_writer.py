@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from proxy.outbox_writer import OutboxWriter, PlannerStatisticsGuard
+from proxy.outbound.outbox_writer import OutboxWriter, PlannerStatisticsGuard
 from shared.credentials import hash_key
 from shared.db import create_engine
 from shared.errors import ErrorCode, ServiceUnavailable, Unprocessable
 from shared.models import OutboundMessage, OutboundSettings
-from shared.repositories.accepted_messages import AcceptedMessage, AcceptedMessageStore
+from shared.outbound.accepted_messages import AcceptedMessage, AcceptedMessageStore
 from shared.settings import Settings
 from tests.factories import TenantFixture, make_tenant
 

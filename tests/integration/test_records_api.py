@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from shared.repositories.customer_lists import CustomerListRepository
-from shared.repositories.customers import CustomerRepository, NewLedgerEntry
+from shared.inbound.customer_lists import CustomerListRepository
+from shared.inbound.customers import CustomerRepository, NewLedgerEntry
 from tests.factories import make_tenant
 from tests.inbound_helpers import AdminReader
 

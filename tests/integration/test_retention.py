@@ -15,12 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import create_engine, create_sessionmaker
 from shared.models import IncomingError, ProcessedRequest
-from shared.queue import JobName
+from shared.queues.jobs import JobName
 from tests.conftest import run_worker_until_idle
 from tests.factories import make_tenant
 from tests.scratch_database import scratch_database
-from worker import maintenance_jobs
-from worker.maintenance_service import purge_error_log, purge_processed_requests
+from worker.maintenance import jobs as maintenance_jobs
+from worker.maintenance.service import purge_error_log, purge_processed_requests
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 

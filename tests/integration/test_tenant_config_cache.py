@@ -9,7 +9,7 @@ from sqlalchemy import delete, event, update
 from shared.credentials import hash_key, new_engine_key
 from shared.db import create_engine, create_sessionmaker
 from shared.models import InboundMapping, Tenant
-from shared.tenant_config import TenantConfigCache, bump_config_revision
+from shared.tenants.config import TenantConfigCache, bump_config_revision
 from tests.factories import make_tenant
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.firehose.responses import acknowledgement, encode_response, registration_response
-from shared.firehose.schemas import (
+from shared.inbound.responses import acknowledgement, encode_response, registration_response
+from shared.inbound.schemas import (
     AudienceMembershipChangeRequest,
     AudienceSubscriptionRequest,
     DsrProcessingRequest,

@@ -27,7 +27,7 @@ from shared.mapping.outbound import (
     timestamp_ms,
     user_attribute_value,
 )
-from shared.s2s.limits import (
+from shared.outbound.limits import (
     MAX_BATCH_BYTES,
     MAX_BULK_BATCHES,
     MAX_REQUEST_BYTES,

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import session_scope
 from shared.mapping.outbound import OutboundDraft
-from shared.repositories.outbound_messages import AttemptResult, ClaimedMessage, OutboundMessageRepository
+from shared.outbound.messages import AttemptResult, ClaimedMessage, OutboundMessageRepository
 from tests.e2e.outbound.helpers import load_attempts, load_message
 from tests.factories import make_tenant
 

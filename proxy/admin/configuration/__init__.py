@@ -1,0 +1,1 @@
+"""Admin: a tenant's integration configuration and disconnection."""

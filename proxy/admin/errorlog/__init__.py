@@ -1,0 +1,1 @@
+"""Admin: the incoming error log (list, read, download)."""

@@ -1,0 +1,65 @@
+"""Admin routes: the incoming error log of a tenant (CONTRACT §4, §5). Read-only."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from proxy.admin.errorlog import service
+from proxy.admin.errorlog.schemas import (
+    IncomingErrorDetail,
+    IncomingErrorListQuery,
+    IncomingErrorRead,
+    PayloadFormat,
+)
+from proxy.dependencies import SessionDep
+from proxy.pagination import DEFAULT_PAGE_LIMIT, CursorQuery, LimitQuery, Page
+
+router = APIRouter(prefix="/tenants/{tenant_id}/incoming-errors", tags=["incoming errors"])
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such tenant or entry (or no payload)"}}
+
+
+@router.get("", summary="List the tenant's incoming errors", responses=_NOT_FOUND)
+async def list_incoming_errors(
+    tenant_id: str,
+    query: Annotated[IncomingErrorListQuery, Query()],
+    session: SessionDep,
+    limit: LimitQuery = DEFAULT_PAGE_LIMIT,
+    cursor: CursorQuery = None,
+) -> Page[IncomingErrorRead]:
+    """Filter and sort the log; follow `next_cursor` (with the same sort) for the next page."""
+    return await service.list_incoming_errors(session, tenant_id, query, limit=limit, cursor=cursor)
+
+
+@router.get("/{entry_id}", summary="One incoming error with its payload", responses=_NOT_FOUND)
+async def get_incoming_error(tenant_id: str, entry_id: str, session: SessionDep) -> IncomingErrorDetail:
+    return await service.get_incoming_error(session, tenant_id, entry_id)
+
+
+@router.get(
+    "/{entry_id}/payload",
+    summary="Download the payload as indented JSON (.json or .txt)",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/json": {}, "text/plain": {}}, "description": "The payload, as an attachment"},
+        **_NOT_FOUND,
+    },
+)
+async def download_payload(
+    tenant_id: str,
+    entry_id: str,
+    session: SessionDep,
+    payload_format: Annotated[PayloadFormat, Query(alias="format", description="json or txt")] = PayloadFormat.JSON,
+) -> Response:
+    download = await service.download_payload(session, tenant_id, entry_id, payload_format)
+    return Response(
+        content=download.body,
+        media_type=download.media_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="{download.filename}"',
+            "Cache-Control": "no-store",
+        },
+    )

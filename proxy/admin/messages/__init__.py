@@ -1,0 +1,1 @@
+"""Admin: outbound messages and the resend queue."""

@@ -1,0 +1,1 @@
+"""Admin: customers, their ledger and customer lists."""

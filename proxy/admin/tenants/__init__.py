@@ -1,0 +1,1 @@
+"""Admin: tenants and their engine keys."""

@@ -1,0 +1,1 @@
+"""The mParticle Firehose endpoint: authenticate, enqueue, answer."""

@@ -1,0 +1,1 @@
+"""The loyalty engine's outbound API: authenticate, store (group commit), kick delivery."""

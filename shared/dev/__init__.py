@@ -1,0 +1,1 @@
+"""Development-only code (embedded PostgreSQL/Redis, `loyalty-bridge run`); proxy and worker never import it."""

@@ -1,0 +1,1 @@
+"""The incoming error log: writing entries and reading them back."""

@@ -1,1 +1,0 @@
-"""mParticle Firehose wire format: request models, the registration response and typed responses."""

@@ -1,0 +1,1 @@
+"""Outbound domain: accepted messages, their delivery state, and S2S limits."""

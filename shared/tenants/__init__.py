@@ -1,0 +1,1 @@
+"""Tenants: their stored configuration and the per-process configuration cache."""

@@ -1,0 +1,1 @@
+"""Worker, inbound: claim Firehose work and apply it as loyalty records."""

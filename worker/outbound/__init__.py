@@ -1,0 +1,1 @@
+"""Worker, outbound: deliver accepted messages to mParticle S2S, with resends."""
