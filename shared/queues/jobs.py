@@ -14,13 +14,10 @@ from typing import Any
 
 import orjson
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix, result_key_prefix
 from redis.asyncio import ConnectionPool
 
 from shared.settings import Settings
-
-# arq's own key prefixes (arq.constants); repeated here so our one-round-trip enqueue matches them.
-JOB_KEY_PREFIX = "arq:job:"
-RESULT_KEY_PREFIX = "arq:result:"
 
 MIN_PRIORITY = 0
 MAX_PRIORITY = 1000
@@ -104,7 +101,7 @@ class JobQueue:
         # millisecond (Redis orders equal scores by member, i.e. by job id).
         score = priority_score(job.priority, now_ms) + (now_ns % 1_000_000) / 1_000_000
         added = await self._script(
-            keys=[JOB_KEY_PREFIX + job.job_id, RESULT_KEY_PREFIX + job.job_id, self.queue_name],
+            keys=[job_key_prefix + job.job_id, result_key_prefix + job.job_id, self.queue_name],
             args=[payload, JOB_EXPIRES_MS, score, job.job_id],
         )
         return bool(added)
