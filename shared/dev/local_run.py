@@ -26,7 +26,8 @@ from types import FrameType
 import httpx
 from pydantic import SecretStr
 
-from shared.dev.embedded import EmbeddedServices, die_with_parent
+from shared.dev.embedded import EmbeddedServices
+from shared.dev.processes import die_with_parent
 from shared.migrate import upgrade_to_head
 from shared.settings import Settings, normalize_database_url
 
