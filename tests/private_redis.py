@@ -35,8 +35,11 @@ def redis_server_binary() -> str:
 
 
 class PrivateRedis:
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, *, persistent: bool = False) -> None:
+        """`persistent`: an append-only file fsynced on every write, so a restart (even after
+        SIGKILL) comes back with everything acknowledged, like a production Redis."""
         self.port = port or free_port()
+        self.persistent = persistent
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self._process: subprocess.Popen[bytes] | None = None
@@ -51,7 +54,8 @@ class PrivateRedis:
             [
                 redis_server_binary(),
                 *("--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
+                *("--save", "", "--dir", str(self.directory)),
+                *(("--appendonly", "yes", "--appendfsync", "always") if self.persistent else ("--appendonly", "no")),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

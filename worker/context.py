@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.queues.jobs import JobQueue
+from shared.queues.liveness import Heartbeat
 from shared.settings import Settings
 from shared.tenants.config import TenantConfigCache
+from worker.outbound.pacing import AccountPacers
 
 CONTEXT_KEY = "bridge"
 
@@ -23,6 +25,11 @@ class WorkerContext:
     tenant_configs: TenantConfigCache
     http: httpx.AsyncClient
     queue: JobQueue
+    # The process's liveness heartbeat (shared/queues/liveness.py), when one runs: outbound leases
+    # record its worker id, so they are released at once if this process dies.
+    heartbeat: Heartbeat | None = None
+    # Per mParticle account pacing of S2S requests, shared by every delivery job of the process.
+    outbound_pacers: AccountPacers = field(default_factory=AccountPacers)
 
 
 def worker_context(ctx: dict[str, Any]) -> WorkerContext:

@@ -1,19 +1,23 @@
-"""The worker process: an arq Worker with our resources, kept alive through Redis outages.
+"""The worker process: process resources built once, and three peers running side by side until
+SIGINT/SIGTERM: the Firehose consumer (worker.inbound.consumer), the spool mover
+(worker.spool_mover) and arq's Worker (outbound delivery kicks and crons).
 
 arq's Worker exits when it loses Redis (python-arq/arq issues 386, 435, 498), including at
-start-up. run_worker therefore runs one Worker at a time and, when one dies of a connection
-error, closes it without needing Redis and starts a fresh one after a short, growing delay.
-PostgreSQL outages never stop the worker: jobs that cannot reach it are retried (see the jobs).
-Firehose requests are not arq jobs: each Worker runs a FirehoseConsumer (worker.inbound.consumer)
-beside arq's loop, started in on_startup and stopped (its batch in hand finished) in on_shutdown.
+start-up. run_worker therefore runs one arq Worker at a time and, when one dies of a connection
+error, closes it without needing Redis and starts a fresh one after a short, growing delay
+(shared.transient.retrying). Only the arq Worker restarts: the engine, config cache, HTTP client
+and the consumer live on (the consumer and the mover wait out Redis by themselves). PostgreSQL
+outages never stop the worker: jobs and batches that cannot reach it are retried.
 
-Crashed work: arq marks a started job "in progress" with a key that expires after the longest
-job timeout + 10 s (arq-wide, so one long cron job would make every job wait that long after a
-crash). Here the key is a lease instead: IN_PROGRESS_LEASE_SECONDS long and renewed every
-LEASE_RENEWAL_SECONDS for the jobs a live worker is running, so a job cut off by a crashed worker
-is taken up again within the lease (40 s, under the contract's 60 s), whatever the job timeouts.
-SIGINT/SIGTERM: no new jobs are taken, running ones get JOB_COMPLETION_WAIT_SECONDS to finish,
-the rest are cancelled (and re-run later: every job is idempotent).
+Crashed work: Firehose claims are owned by this process's heartbeat (shared.queues.liveness) and
+taken up within ~4 s of a crash. arq marks a started job "in progress" with a key that expires
+after the longest job timeout + 10 s (arq-wide, so one long cron job would make every job wait that
+long after a crash). Here the key is a lease instead: IN_PROGRESS_LEASE_SECONDS long and renewed
+every LEASE_RENEWAL_SECONDS for the jobs a live worker is running, so a job cut off by a crashed
+worker is taken up again within the lease (40 s, under the contract's 60 s); arq jobs are only
+delivery kicks and crons. SIGINT/SIGTERM: no new work is taken, running jobs and the batch in hand
+get JOB_COMPLETION_WAIT_SECONDS to finish, the rest are cancelled (and re-run later: every job is
+idempotent).
 """
 
 from __future__ import annotations
@@ -21,31 +25,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import enum
 import gc
-import logging
 import signal
 from datetime import datetime
 from typing import Any
 
-import httpx
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 from arq.cron import CronJob
 from arq.worker import Worker
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared.db import create_engine, create_sessionmaker
+from shared.logging import get_logger
+from shared.observability.tracing import configure_tracing_from_environment
+from shared.observability.worker_metrics import WorkerMetrics
 from shared.queues.firehose import FirehoseQueue
-from shared.queues.jobs import JobQueue, create_redis, deserialize_job, serialize_job
+from shared.queues.jobs import JobQueue, deserialize_job, serialize_job
 from shared.settings import Settings
-from shared.tenants.config import TenantConfigCache
-from worker.context import CONTEXT_KEY, WorkerContext, worker_context
+from shared.transient import is_transient_queue_error, retrying
+from worker.context import CONTEXT_KEY, WorkerContext
 from worker.inbound.consumer import ConsumerTask, FirehoseConsumer
 from worker.jobs import CRON_JOBS, JOB_FUNCTIONS
+from worker.resources import WorkerResources, create_worker_redis
+from worker.spool_mover import SpoolMover
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 JOB_COMPLETION_WAIT_SECONDS = 20
 DEFAULT_JOB_TIMEOUT_SECONDS = 30
@@ -54,10 +57,7 @@ LEASE_RENEWAL_SECONDS = 10
 MAX_CONCURRENT_JOBS = 20
 POLL_DELAY_SECONDS = 0.05
 RESTART_FIRST_DELAY_SECONDS = 0.5
-RESTART_MAX_DELAY_SECONDS = 5.0
-REDIS_CONNECT_TIMEOUT_SECONDS = 2.0
-# No command the worker sends blocks in Redis, so a reply slower than this means a hung server.
-REDIS_SOCKET_TIMEOUT_SECONDS = 10.0
+RESTART_MAX_DELAY_SECONDS = 2.0
 
 
 def worker_cron_jobs(queue_name: str) -> list[CronJob]:
@@ -77,60 +77,53 @@ def worker_cron_jobs(queue_name: str) -> list[CronJob]:
 
 
 def build_worker(
-    settings: Settings, *, burst: bool = False, handle_signals: bool = True, max_jobs: int = MAX_CONCURRENT_JOBS
+    settings: Settings,
+    *,
+    resources: WorkerResources | None = None,
+    burst: bool = False,
+    handle_signals: bool = True,
+    max_jobs: int = MAX_CONCURRENT_JOBS,
 ) -> BridgeWorker:
-    """An arq Worker bound to our queue, serializer, jobs and start-up/shut-down hooks."""
+    """An arq Worker bound to our queue, serializer, jobs and start-up/shut-down hooks. With
+    `resources` (run_worker) it uses the process's; without, it builds its own at start-up and
+    closes them at shut-down. A burst worker (tests, one-off drains) first applies everything in
+    the Firehose queue, then runs arq's queue until it is empty."""
 
     lease = InProgressLease()
-    firehose = _ConsumerHolder()
+    owned: list[WorkerResources] = []
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         lease.start(worker)
-        engine = create_engine(settings, application_name="loyalty-bridge-worker")
-        sessionmaker = create_sessionmaker(engine)
-        tenant_configs = TenantConfigCache(sessionmaker, settings.config_cache_seconds)
-        await tenant_configs.start()
-        http = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.outbound_timeout_seconds),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-        )
+        if resources is None:
+            owned.append(await WorkerResources.open(settings))
+        process = resources or owned[0]
         ctx[CONTEXT_KEY] = WorkerContext(
             settings=settings,
-            engine=engine,
-            sessionmaker=sessionmaker,
-            tenant_configs=tenant_configs,
-            http=http,
+            engine=process.engine,
+            sessionmaker=process.sessionmaker,
+            tenant_configs=process.tenant_configs,
+            http=process.http,
             queue=JobQueue(ctx["redis"], settings.queue_name),
+            heartbeat=process.heartbeat,
         )
-        consumer = FirehoseConsumer(FirehoseQueue(ctx["redis"], settings.queue_name), sessionmaker, tenant_configs)
-        if burst:  # a burst worker applies everything queued before arq's own burst run
-            await consumer.drain()
-        else:
-            # What start-up built lives as long as the process: keep it out of the cyclic GC's
-            # full scans (the proxy does the same; it removed ~100 ms pauses there).
-            gc.freeze()
-            firehose.start(consumer)
+        if burst:
+            queue = FirehoseQueue(ctx["redis"], settings.queue_name)
+            await SpoolMover(process.sessionmaker, queue).move_all()
+            await FirehoseConsumer(
+                queue, process.sessionmaker, process.tenant_configs, heartbeat=process.heartbeat
+            ).drain()
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
-        await firehose.stop(JOB_COMPLETION_WAIT_SECONDS)
         await lease.stop()
-        if CONTEXT_KEY not in ctx:
-            return
-        context = worker_context(ctx)
-        del ctx[CONTEXT_KEY]
-        await context.tenant_configs.stop()
-        await context.http.aclose()
-        await context.engine.dispose()
+        ctx.pop(CONTEXT_KEY, None)
+        while owned:
+            await owned.pop().close()
 
     worker = BridgeWorker(
         functions=JOB_FUNCTIONS or [_noop],
         cron_jobs=worker_cron_jobs(settings.queue_name) or None,
         queue_name=settings.queue_name,
-        redis_pool=create_redis(
-            settings,
-            connect_timeout_seconds=REDIS_CONNECT_TIMEOUT_SECONDS,
-            socket_timeout_seconds=REDIS_SOCKET_TIMEOUT_SECONDS,
-        ),
+        redis_pool=create_worker_redis(settings),
         burst=burst,
         handle_signals=handle_signals,
         on_startup=on_startup,
@@ -165,22 +158,6 @@ class BridgeWorker(Worker):
         await super().run_cron(n, 0.0005, 2)
 
 
-class _ConsumerHolder:
-    """The Firehose consumer of one arq Worker's lifetime (started in on_startup)."""
-
-    def __init__(self) -> None:
-        self._task: ConsumerTask | None = None
-
-    def start(self, consumer: FirehoseConsumer) -> None:
-        self._task = ConsumerTask(consumer)
-        self._task.start()
-
-    async def stop(self, timeout_seconds: float) -> None:
-        if self._task is not None:
-            await self._task.stop(timeout_seconds)
-            self._task = None
-
-
 class InProgressLease:
     """Keeps the "in progress" keys of the jobs a worker is running alive, IN_PROGRESS_LEASE_SECONDS
     at a time, so they expire soon after the worker dies rather than after the job timeout."""
@@ -211,42 +188,68 @@ class InProgressLease:
                         pipe.pexpire(in_progress_key_prefix + job_id, lease_ms)
                     await pipe.execute()
             except Exception as exc:  # Redis is gone: run_worker restarts the worker
-                logger.debug("could not renew in-progress leases: %s", exc.__class__.__name__)
+                logger.debug("job_lease_renewal_failed", error=exc.__class__.__name__)
 
 
 async def _noop(ctx: dict[str, Any]) -> None:
     """Placeholder so a worker with no registered jobs can still start."""
 
 
-class _Outcome(enum.Enum):
-    STOPPED = "stopped"
-    LOST_REDIS = "lost redis"
-
-
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None, handle_signals: bool = True) -> None:
-    """Run until SIGINT/SIGTERM (or until `stop` is set); survive Redis outages, also at start-up."""
+    """Run until SIGINT/SIGTERM (or until `stop` is set); survive Redis and PostgreSQL outages,
+    also at start-up."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
     for signum in signals:
         loop.add_signal_handler(signum, stop.set)
-    delay = RESTART_FIRST_DELAY_SECONDS
+    configure_tracing_from_environment("loyalty-bridge-worker")
+    metrics = WorkerMetrics(settings)  # METRICS_PORT, alive across arq restarts
+    await metrics.start()
+    resources = await WorkerResources.open(settings)
+    # What start-up built lives as long as the process: keep it out of the cyclic GC's full scans
+    # (the proxy does the same; it removed ~100 ms pauses there).
+    gc.freeze()
+    queue = FirehoseQueue(resources.redis, settings.queue_name)
+    consumer = ConsumerTask(
+        FirehoseConsumer(queue, resources.sessionmaker, resources.tenant_configs, heartbeat=resources.heartbeat),
+        stop,  # stops with arq, side by side: each finishes its work in hand within the same wait
+    )
+    consumer.start()
+    spool_mover = asyncio.create_task(SpoolMover(resources.sessionmaker, queue).run(stop), name="spool-mover")
     try:
-        while not stop.is_set():
-            worker = build_worker(settings, handle_signals=False)
-            if await _run_once(worker, stop) is _Outcome.STOPPED:
-                return
-            logger.warning("worker restarts in %.1fs", delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, RESTART_MAX_DELAY_SECONDS)
+        await _run_arq_until_stopped(settings, resources, stop)
     finally:
+        stop.set()
+        await consumer.stop(JOB_COMPLETION_WAIT_SECONDS)
+        await spool_mover
+        await resources.close()
+        await metrics.stop()
         for signum in signals:
             loop.remove_signal_handler(signum)
 
 
-async def _run_once(worker: Worker, stop: asyncio.Event) -> _Outcome:
-    """Run one arq Worker until a stop request (graceful) or a lost Redis connection."""
+async def _run_arq_until_stopped(settings: Settings, resources: WorkerResources, stop: asyncio.Event) -> None:
+    """Run arq Workers one after the other until `stop`: a fresh one after each Redis loss."""
+    try:
+        async for attempt in retrying(
+            "arq worker",
+            retry_on=is_transient_queue_error,
+            first_delay_seconds=RESTART_FIRST_DELAY_SECONDS,
+            max_delay_seconds=RESTART_MAX_DELAY_SECONDS,
+            stop=stop,
+        ):
+            with attempt:
+                if stop.is_set():  # stopped while waiting to restart
+                    return
+                await _run_once(build_worker(settings, resources=resources, handle_signals=False), stop)
+    except Exception as error:
+        if not (stop.is_set() and is_transient_queue_error(error)):
+            raise
+
+
+async def _run_once(worker: Worker, stop: asyncio.Event) -> None:
+    """Run one arq Worker until a stop request (graceful); raises the error of a lost Redis."""
     main = asyncio.ensure_future(worker.main())
     worker.main_task = main  # arq's shutdown ends the worker by cancelling this task
     stopping = asyncio.ensure_future(stop.wait())
@@ -259,22 +262,23 @@ async def _run_once(worker: Worker, stop: asyncio.Event) -> _Outcome:
         worker.handle_sig_wait_for_completion(signal.SIGTERM)
         await asyncio.wait({main})
         if not main.cancelled() and main.exception() is not None:
-            logger.warning("worker ended with %r while stopping", main.exception())
+            logger.warning("worker_failed_while_stopping", error=repr(main.exception()))
         await _close(worker)
-        return _Outcome.STOPPED
+        return
     error = None if main.cancelled() else main.exception()
     await _close(worker)
-    if error is None:
-        return _Outcome.STOPPED
-    if not is_connection_error(error):
+    if error is not None:
+        if is_transient_queue_error(error):
+            logger.warning("worker_lost_redis", error=f"{error.__class__.__name__}: {error}")
         raise error
-    logger.warning("worker lost its Redis connection (%s: %s)", error.__class__.__name__, error)
-    return _Outcome.LOST_REDIS
 
 
 async def _close(worker: Worker) -> None:
     """Like arq's Worker.close(), but also when Redis is gone (arq's starts with a Redis call and
     skips the shut-down hook when that fails)."""
+    for task in worker.tasks.values():  # jobs that died with the connection: their errors are seen
+        if task.done() and not task.cancelled():
+            task.exception()
     running = [task for task in worker.tasks.values() if not task.done()]
     if running:
         _, unfinished = await asyncio.wait(running, timeout=JOB_COMPLETION_WAIT_SECONDS)
@@ -289,16 +293,11 @@ async def _close(worker: Worker) -> None:
         try:
             await worker.on_shutdown(worker.ctx)
         except Exception:
-            logger.exception("worker shut-down hook failed")
+            logger.exception("worker_shutdown_hook_failed")
     if redis is not None:
         with contextlib.suppress(Exception):
             await redis.close(close_connection_pool=True)
         worker._pool = None
-
-
-def is_connection_error(error: BaseException) -> bool:
-    """A lost or refused Redis connection (redis-py's own errors, or the socket's)."""
-    return isinstance(error, RedisConnectionError | RedisTimeoutError | OSError | TimeoutError)
 
 
 __all__ = ["build_worker", "run_worker"]

@@ -8,11 +8,15 @@ request answered, so the 202 still follows the commit. Rows go in in arrival ord
 hence per-customer delivery order, follows acceptance order. Under light load a batch is one
 message; under heavy load batches grow and the cost per message falls.
 
-Failures: when PostgreSQL cannot be reached every request of the batch gets 503
-DATABASE_UNAVAILABLE; any other failure of a batch is retried one message at a time, so one bad
-message fails alone (422 for a value PostgreSQL cannot store, else 503) and its neighbours are
-still stored. The waiting line is bounded (MAX_WAITING_MESSAGES / MAX_WAITING_BYTES): beyond it
-calls are refused with 503 at once rather than held in memory.
+Failures: the writer fails fast. Checking a connection out is retried for CHECKOUT_RETRY_SECONDS
+(a server that just restarted, a stale pooled connection), each try bounded by
+CONNECT_TIMEOUT_SECONDS; the INSERT is bounded by STATEMENT_TIMEOUT_SECONDS and not retried (its
+outcome is unknown once sent). When PostgreSQL cannot be reached (shared.transient) every request of
+the batch gets 503 DATABASE_UNAVAILABLE within about two seconds, never a hang; any other failure
+of a batch is retried one message at a time, so one bad message fails alone (422 for a value
+PostgreSQL cannot store, else 503) and its neighbours are still stored. The waiting line is
+bounded (MAX_WAITING_MESSAGES / MAX_WAITING_BYTES): beyond it calls are refused with 503 at once
+rather than held in memory.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 import time
 import uuid
 from collections import deque
@@ -29,13 +32,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.errors import BridgeError, ErrorCode, ServiceUnavailable, Unprocessable
+from shared.errors import BridgeError, DatabaseUnavailable, Unprocessable
+from shared.logging import get_logger
 from shared.outbound.accepted_messages import AcceptedMessage, AcceptedMessageStore
+from shared.transient import is_transient_database_error, retrying
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 MAX_BATCH_MESSAGES = 500
 MAX_BATCH_BYTES = 4 * 1024 * 1024
@@ -45,6 +49,9 @@ STOP_DRAIN_SECONDS = 10.0
 # The writer keeps one connection; after this long unused it goes back to the pool and the next
 # batch checks one out again (the pool pings it), so an idle proxy sees a restarted server in time.
 IDLE_CONNECTION_SECONDS = 10.0
+CONNECT_TIMEOUT_SECONDS = 1.0
+CHECKOUT_RETRY_SECONDS = 0.5
+STATEMENT_TIMEOUT_SECONDS = 2.0
 
 # A new outbound_message table has no planner statistics until autovacuum's first ANALYZE (up to
 # autovacuum_naptime, a minute by default, after it fills). Until then the worker's held-back
@@ -63,23 +70,8 @@ class _Waiting:
     stored: asyncio.Future[bool]
 
 
-def _database_unavailable(message: str) -> ServiceUnavailable:
-    return ServiceUnavailable(message, code=ErrorCode.DATABASE_UNAVAILABLE)
-
-
-def is_database_unreachable(error: BaseException) -> bool:
-    """A failure of the connection rather than of the statement: retrying row by row cannot help."""
-    if isinstance(error, sa_exc.DBAPIError):  # raised while checking a connection out of the pool
-        return error.connection_invalidated or isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError)
-    return isinstance(
-        error,
-        asyncpg.PostgresConnectionError
-        | asyncpg.InterfaceError
-        | asyncpg.exceptions.OperatorInterventionError  # server shutting down, not accepting connections
-        | OSError
-        | TimeoutError
-        | sa_exc.TimeoutError,
-    )
+def _database_unavailable(message: str) -> DatabaseUnavailable:
+    return DatabaseUnavailable(message)
 
 
 def _refusal_of(error: Exception) -> BridgeError:
@@ -122,11 +114,11 @@ class PlannerStatisticsGuard:
                 await connection.execution_options(isolation_level="AUTOCOMMIT")
                 store = AcceptedMessageStore(connection)
                 if not await store.has_planner_statistics():
-                    logger.info("outbound_message has no planner statistics yet: analyzing it")
+                    logger.info("outbox_table_analyzed", reason="no planner statistics yet")
                     await store.analyze()
             self._ready = True
         except Exception as error:  # retried after the next STATISTICS_CHECK_MESSAGES
-            logger.warning("outbound_message statistics check failed (%s)", _name(error))
+            logger.warning("outbox_statistics_check_failed", error=_name(error))
 
 
 class OutboxWriter:
@@ -235,14 +227,14 @@ class OutboxWriter:
         try:
             stored_ids = await self._insert([waiting.message for waiting in batch])
         except Exception as error:
-            if is_database_unreachable(error):
-                logger.warning("outbox batch of %d not stored: database unreachable (%s)", len(batch), _name(error))
+            if is_transient_database_error(error):  # the connection, not the statement: row by row cannot help
+                logger.warning("outbox_batch_not_stored", messages=len(batch), error=_name(error))
                 _fail(batch, lambda: _database_unavailable("the database is unavailable; retry later"))
             elif len(batch) == 1:
-                logger.warning("outbound message not stored (%s)", _name(error))
+                logger.warning("outbound_message_not_stored", error=_name(error))
                 _fail(batch, functools.partial(_refusal_of, error))
             else:
-                logger.warning("outbox batch of %d failed (%s); storing one by one", len(batch), _name(error))
+                logger.warning("outbox_batch_failed_storing_one_by_one", messages=len(batch), error=_name(error))
                 for waiting in batch:
                     await self._write([waiting])
             return
@@ -257,13 +249,22 @@ class OutboxWriter:
     async def _insert(self, messages: Sequence[AcceptedMessage]) -> set[uuid.UUID]:
         # One autocommit statement: the INSERT is its own transaction, committed (and flushed to
         # the WAL) when PostgreSQL answers. One round trip, one await on a busy event loop.
-        connection = await self._checkout()
+        async for attempt in retrying(
+            "outbox connection",
+            retry_on=is_transient_database_error,
+            first_delay_seconds=0.05,
+            max_delay_seconds=0.2,
+            give_up_after_seconds=CHECKOUT_RETRY_SECONDS,
+        ):
+            with attempt:
+                connection = await self._checkout()
         try:
-            stored = await AcceptedMessageStore(connection).add(messages, datetime.now(UTC))
+            async with asyncio.timeout(STATEMENT_TIMEOUT_SECONDS):
+                stored = await AcceptedMessageStore(connection).add(messages, datetime.now(UTC))
         except Exception as error:
             # Anything but PostgreSQL refusing the statement may leave the connection unusable
             # (asyncpg after the server dropped it: "another operation is in progress").
-            if is_database_unreachable(error) or not isinstance(error, asyncpg.PostgresError):
+            if is_transient_database_error(error) or not isinstance(error, asyncpg.PostgresError):
                 await self._release(invalidate=True)
             raise
         self._connection_used_at = time.monotonic()
@@ -273,7 +274,8 @@ class OutboxWriter:
         if self._connection is not None and time.monotonic() - self._connection_used_at > IDLE_CONNECTION_SECONDS:
             await self._release()
         if self._connection is None:
-            connection = await self._engine.connect()
+            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                connection = await self._engine.connect()
             try:
                 await connection.execution_options(isolation_level="AUTOCOMMIT")
             except BaseException:

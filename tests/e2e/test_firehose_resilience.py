@@ -1,6 +1,7 @@
 """Redis outages, on a private redis-server this test stops and restarts: the worker rides them out
-(also when Redis is down at start-up), and the proxy answers 503 during one and 200 after it,
-without a restart."""
+(also when Redis is down at start-up); the proxy keeps answering 200 by spooling requests to
+PostgreSQL, which the worker moves into the queue once Redis is back; 503 only when PostgreSQL
+refuses too."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from contextlib import asynccontextmanager
 import httpx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from sqlalchemy import select
 
 from proxy.app import create_app
+from shared.db import create_engine, create_sessionmaker
+from shared.models import SpooledRequest
 from shared.settings import Settings
 from tests.e2e.conftest import PrivateRedis, eventually
 from tests.factories import TenantFixture, make_tenant
@@ -86,31 +90,73 @@ async def test_worker_survives_a_lost_redis(settings, sessionmaker, admin_header
 
 
 async def test_redis_down_at_start_then_back(settings, sessionmaker, admin_headers, private_redis: PrivateRedis):
+    """Redis down: the proxy spools to PostgreSQL and answers 200; the worker, started without
+    Redis, moves the spool into the queue once Redis is back, and the request is applied once."""
     on_private = settings.model_copy(update={"redis_url": private_redis.url})
     tenant = await new_tenant(sessionmaker)
     private_redis.stop()
     async with proxy_on(on_private) as (app, client):
         await refresh_configs(app)
         payload = event_request(tenant, custom_event("ping"), customer="C-s")
-        refused = await post_firehose(client, payload)
-        assert refused.status_code == 503
-        assert refused.json()["error"]["code"] == "QUEUE_UNAVAILABLE"
-        entries = await logged_errors(sessionmaker, tenant.id)
-        assert [(e.source, e.error_code, e.request_id) for e in entries] == [
-            ("proxy_forwarding", "QUEUE_UNAVAILABLE", payload["id"])
-        ]
+        assert (await post_firehose(client, payload)).status_code == 200
+        assert (await post_firehose(client, payload)).status_code == 200  # mParticle retried
+        assert await spooled_request_ids(sessionmaker, tenant.id) == [payload["id"]]
+        assert await logged_errors(sessionmaker, tenant.id) == [], "accepted, not refused"
 
         async with worker_running(on_private) as worker:
             await asyncio.sleep(1.0)  # starting without Redis: it keeps retrying instead of exiting
             assert not worker.done()
             await private_redis.start()
-            # mParticle retries the refused request; the same proxy (never restarted) accepts it now.
-            accepted = await post_firehose(client, payload)
-            assert accepted.status_code == 200
             reader = AdminReader(client, admin_headers, tenant.id)
 
             async def applied() -> bool:
                 return bool(await reader.customers()) and len(await reader.ledger("C-s")) == 1
 
             await eventually(applied)
+            await eventually(lambda: spool_is_empty(sessionmaker, tenant.id))
+            # The same id once more, now through the queue: answered 200, still applied once.
+            assert (await post_firehose(client, payload)).status_code == 200
+            second = event_request(tenant, custom_event("ping"), customer="C-s")
+            assert (await post_firehose(client, second)).status_code == 200
+            await eventually(lambda: ledger_has(reader, "C-s", 2))
+            ledger = await reader.ledger("C-s")
         assert worker.exception() is None
+    assert [event["request_id"] for event in ledger] == [payload["id"], second["id"]]
+
+
+async def test_503_only_when_neither_redis_nor_postgresql_takes_the_request(
+    settings, sessionmaker, private_redis: PrivateRedis
+):
+    on_private = settings.model_copy(update={"redis_url": private_redis.url})
+    tenant = await new_tenant(sessionmaker)
+    private_redis.stop()
+    async with proxy_on(on_private) as (app, client):
+        await refresh_configs(app)
+        # The proxy's PostgreSQL goes away too (its config cache keeps serving from memory).
+        unreachable = on_private.model_copy(update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/none"})
+        engine = create_engine(unreachable, application_name="tests-unreachable")
+        app.state.proxy.sessionmaker = create_sessionmaker(engine)
+        try:
+            payload = event_request(tenant, custom_event("ping"), customer="C-x")
+            refused = await post_firehose(client, payload)
+        finally:
+            await engine.dispose()
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "QUEUE_UNAVAILABLE"
+    assert await spooled_request_ids(sessionmaker, tenant.id) == []
+
+
+async def spooled_request_ids(sessionmaker, tenant_id: str) -> list[str]:
+    async with sessionmaker() as session:
+        rows = await session.scalars(
+            select(SpooledRequest.request_id).where(SpooledRequest.tenant_id == tenant_id).order_by(SpooledRequest.id)
+        )
+        return list(rows)
+
+
+async def spool_is_empty(sessionmaker, tenant_id: str) -> bool:
+    return await spooled_request_ids(sessionmaker, tenant_id) == []
+
+
+async def ledger_has(reader: AdminReader, customer: str, expected: int) -> bool:
+    return len(await reader.ledger(customer)) == expected

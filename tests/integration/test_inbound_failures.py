@@ -1,14 +1,12 @@
-"""Transient versus unexpected failures of inbound work: what is retried, what is reported."""
+"""Transient versus unexpected failures of inbound work: what is retried, what is reported (the
+classifier itself: tests/unit/test_transient.py)."""
 
 from __future__ import annotations
 
 import asyncio
 
-import asyncpg
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from shared.db import create_engine, create_sessionmaker
 from shared.queues.firehose import FirehoseQueue
@@ -23,56 +21,6 @@ from tests.inbound_helpers import (
     refresh_configs,
 )
 from worker.inbound.consumer import FirehoseConsumer
-from worker.inbound.failures import is_transient_error
-
-
-def _raised_from(error: BaseException, cause: BaseException) -> BaseException:
-    error.__cause__ = cause
-    return error
-
-
-def _handled_during(error: BaseException, context: BaseException) -> BaseException:
-    error.__context__ = context
-    return error
-
-
-class _Orig(Exception):
-    pass
-
-
-@pytest.mark.parametrize(
-    ("error", "transient"),
-    [
-        pytest.param(ConnectionRefusedError(111, "refused"), True, id="connection-refused"),
-        pytest.param(OSError("network unreachable"), True, id="os-error"),
-        pytest.param(TimeoutError(), True, id="timeout"),
-        pytest.param(PoolTimeoutError("pool exhausted"), True, id="pool-timeout"),
-        pytest.param(asyncpg.exceptions.ConnectionDoesNotExistError("closed"), True, id="connection-lost"),
-        pytest.param(asyncpg.exceptions.CannotConnectNowError("starting up"), True, id="server-starting"),
-        pytest.param(asyncpg.exceptions.AdminShutdownError("shutdown"), True, id="admin-shutdown"),
-        pytest.param(asyncpg.exceptions.TooManyConnectionsError("too many"), True, id="too-many-connections"),
-        pytest.param(asyncpg.exceptions.DeadlockDetectedError("deadlock"), True, id="deadlock"),
-        pytest.param(asyncpg.exceptions.SerializationError("serialization"), True, id="serialization"),
-        pytest.param(
-            _raised_from(OperationalError("SELECT 1", {}, _Orig()), asyncpg.exceptions.ConnectionDoesNotExistError()),
-            True,
-            id="sqlalchemy-wrapping-connection-loss",
-        ),
-        pytest.param(
-            DBAPIError("SELECT 1", {}, _Orig(), connection_invalidated=True), True, id="connection-invalidated"
-        ),
-        pytest.param(ValueError("bug"), False, id="bug"),
-        pytest.param(KeyError("type"), False, id="key-error"),
-        pytest.param(IntegrityError("INSERT", {}, _Orig()), False, id="integrity-error"),
-        pytest.param(asyncpg.exceptions.UntranslatableCharacterError("\\u0000"), False, id="bad-data"),
-        pytest.param(asyncpg.exceptions.UndefinedTableError("no table"), False, id="schema-error"),
-        pytest.param(
-            _handled_during(ValueError("bug"), ConnectionRefusedError()), False, id="bug-while-handling-an-outage"
-        ),
-    ],
-)
-def test_is_transient_error(error: BaseException, transient: bool) -> None:
-    assert is_transient_error(error) is transient
 
 
 async def test_database_outage_is_waited_out_not_reported(
@@ -107,6 +55,7 @@ async def test_database_outage_is_waited_out_not_reported(
         assert await redis.zscore(queue.pending_key, member) is not None
         assert await redis.zscore(queue.claimed_key, member) is None
     finally:
+        await consumer.close()
         await redis.aclose()
         await engine.dispose()
     assert await logged_errors(sessionmaker, tenant.id) == []

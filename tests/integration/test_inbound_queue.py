@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared.queues.firehose import FirehoseQueue, GroupedEnqueuer, QueuedRequest, job_value, parse_job_value
+from shared.queues.firehose import FirehoseQueue, GroupedEnqueuer, QueuedRequest, ReplayOf, job_value, parse_job_value
 from shared.queues.jobs import UNMAPPED_PRIORITY
 from shared.settings import Settings
 
@@ -38,6 +38,15 @@ def test_job_value_round_trip(body: str) -> None:
         "t-1",
         1714592744066,
         body,
+        None,
+    )
+    replay = ReplayOf(entry_id=42, requested_at_ms=1714592745000)
+    assert parse_job_value(job_value(1.5e12, "t-1", 1714592744066, body, replay)) == (
+        1.5e12,
+        "t-1",
+        1714592744066,
+        body,
+        replay,
     )
 
 
@@ -73,22 +82,12 @@ async def test_release_and_expiry_restore_the_original_priority(queue: FirehoseQ
     assert await queue.release([work.member for work in claimed]) == 1
     assert dict(await queue.redis.zrange(queue.pending_key, 0, -1, withscores=True)) == scores
 
-    claimed = await queue.claim(limit=1, max_bytes=1 << 20, lease_ms=100)
-    await queue.renew([claimed[0].member], lease_ms=100_000)
-    await asyncio.sleep(0.15)
-    assert await queue.requeue_expired() == 0, "renewed"
-    await queue.renew([claimed[0].member], lease_ms=1)
-    await asyncio.sleep(0.01)
-    assert await queue.requeue_expired() == 1
+    # A claim without an owner (no heartbeat) is held for its lease, then given back.
+    claimed = await queue.claim(limit=1, max_bytes=1 << 20, lease_ms=300)
+    assert await queue.requeue_orphaned() == 0, "leased"
+    await asyncio.sleep(0.35)
+    assert await queue.requeue_orphaned() == 1
     assert dict(await queue.redis.zrange(queue.pending_key, 0, -1, withscores=True)) == scores
-
-
-async def test_renew_never_brings_back_an_acknowledged_claim(queue: FirehoseQueue) -> None:
-    await queue.enqueue_many([request("r1")])
-    [work] = await queue.claim(limit=1, max_bytes=1 << 20, lease_ms=30_000)
-    await queue.ack([work.member])
-    await queue.renew([work.member], lease_ms=30_000)
-    assert await queue.backlog() == 0
 
 
 async def test_grouped_enqueues_each_get_their_own_answer(queue: FirehoseQueue) -> None:

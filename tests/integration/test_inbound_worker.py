@@ -1,6 +1,6 @@
-"""The worker process's own rules: leases that let crashed work be taken up again soon (arq's
-in-progress keys, and the Firehose consumer's claims), renewed while the work runs; burst workers
-that stop although cron jobs keep coming; cron job ids scoped by queue."""
+"""The worker process's own rules: crashed work taken up again soon (arq's in-progress keys, leases
+renewed while a job runs; the Firehose consumer's claims, owned by a heartbeat); burst workers that
+stop although cron jobs keep coming; cron job ids scoped by queue."""
 
 from __future__ import annotations
 
@@ -15,17 +15,17 @@ from arq.cron import cron
 from arq.worker import func
 from redis.asyncio import Redis
 
-import worker.inbound.consumer as consumer_module
 import worker.main as worker_main
 from shared.db import create_engine, create_sessionmaker
 from shared.inbound.customers import CustomerRepository
-from shared.queues.firehose import FirehoseQueue
+from shared.queues.firehose import FirehoseQueue, QueuedRequest
 from shared.queues.jobs import deserialize_job, serialize_job
+from shared.queues.liveness import HEARTBEAT_TTL_MS, Heartbeat
 from shared.settings import Settings, plain_database_url
 from shared.tenants.config import TenantConfigCache
 from tests.factories import make_tenant
 from tests.inbound_helpers import custom_event, event_request, post_firehose, refresh_configs
-from worker.inbound.consumer import EXPIRED_LEASE_SCAN_SECONDS, LEASE_SECONDS, FirehoseConsumer
+from worker.inbound.consumer import ORPHAN_SCAN_SECONDS, FirehoseConsumer
 from worker.jobs import JOB_FUNCTIONS
 from worker.main import IN_PROGRESS_LEASE_SECONDS, build_worker, run_worker
 
@@ -37,8 +37,8 @@ def test_crashed_work_is_taken_up_again_within_a_minute(settings: Settings) -> N
     # arq sets a started job's in-progress key to this, whatever the longest job timeout is (the
     # retention crons allow themselves 30 minutes); a live worker renews it while the job runs.
     assert worker.in_progress_timeout_s == IN_PROGRESS_LEASE_SECONDS <= 50
-    # A Firehose batch of a dead worker is queued again once its lease is over, seen within a scan.
-    assert LEASE_SECONDS + EXPIRED_LEASE_SCAN_SECONDS <= 50
+    # A Firehose batch of a dead worker is queued again once its heartbeat lapsed, seen within a scan.
+    assert HEARTBEAT_TTL_MS / 1000 + ORPHAN_SCAN_SECONDS <= 5
 
 
 async def until(probe: Callable[[], Awaitable[Any]], expected: bool, timeout: float = 10.0) -> None:
@@ -78,9 +78,9 @@ async def test_expired_claim_of_a_dead_worker_is_queued_again_with_its_priority(
     # A worker claims two requests and dies without acknowledging them.
     claimed = await queue.claim(limit=2, max_bytes=1 << 20, lease_ms=200)
     assert [work.member for work in claimed] == list(scores)[:2]
-    assert await queue.requeue_expired() == 0, "not before the lease is over"
+    assert await queue.requeue_orphaned() == 0, "not before the lease is over"
     await asyncio.sleep(0.3)
-    assert await queue.requeue_expired() == 2
+    assert await queue.requeue_orphaned() == 2
     assert {
         member.decode(): score for member, score in await redis.zrange(queue.pending_key, 0, -1, withscores=True)
     } == scores
@@ -104,11 +104,9 @@ async def hold_request(settings: Settings, tenant_id: str, request_id: str) -> t
     return blocker, transaction
 
 
-async def test_firehose_claim_is_renewed_while_its_batch_is_applied(
-    client, settings, mapped_tenant, redis, sessionmaker, monkeypatch: pytest.MonkeyPatch
+async def test_a_long_batch_keeps_its_claim_while_its_worker_is_alive(
+    client, settings, mapped_tenant, redis, sessionmaker
 ) -> None:
-    monkeypatch.setattr(consumer_module, "LEASE_SECONDS", 1)
-    monkeypatch.setattr(consumer_module, "LEASE_RENEWAL_SECONDS", 0.2)
     payload = event_request(mapped_tenant, custom_event("x"), customer="C-lease")
     assert (await post_firehose(client, payload)).status_code == 200
     queue = FirehoseQueue(redis, settings.queue_name)
@@ -119,21 +117,49 @@ async def test_firehose_claim_is_renewed_while_its_batch_is_applied(
     consumer_sessionmaker = create_sessionmaker(engine)
     configs = TenantConfigCache(consumer_sessionmaker, 1)
     await configs.refresh()
-    consumer = FirehoseConsumer(FirehoseQueue(consumer_redis, settings.queue_name), consumer_sessionmaker, configs)
+    # A heartbeat of half a second: the batch below outlives it several times over.
+    heartbeat = Heartbeat(consumer_redis, settings.queue_name, ttl_ms=500, interval_seconds=0.1)
+    consumer = FirehoseConsumer(
+        FirehoseQueue(consumer_redis, settings.queue_name), consumer_sessionmaker, configs, heartbeat=heartbeat
+    )
     applying = asyncio.create_task(consumer.apply_next_batch())
     try:
         await until(lambda: redis.zscore(queue.claimed_key, member), True)
-        await asyncio.sleep(2.5)  # well past the 1 s lease: only renewals keep the claim
-        deadline = await redis.zscore(queue.claimed_key, member)
-        assert deadline is not None, "the claim was renewed"
-        assert await queue.requeue_expired() == 0
+        assert await queue.claim_owners() == {member: heartbeat.worker_id}
+        await asyncio.sleep(1.5)  # three heartbeat lifetimes: only the renewed heartbeat keeps the claim
+        assert await queue.requeue_orphaned() == 0
+        assert await redis.zscore(queue.claimed_key, member) is not None, "still claimed"
         await transaction.rollback()
         assert await asyncio.wait_for(applying, timeout=10) == 1
         assert await queue.backlog() == 0, "acknowledged once applied"
+        assert await queue.claim_owners() == {}
     finally:
+        await heartbeat.stop()
         await blocker.close()
         await consumer_redis.aclose()
         await engine.dispose()
+
+
+async def test_claims_of_a_worker_whose_heartbeat_is_gone_are_released_at_once(settings, redis) -> None:
+    queue = FirehoseQueue(redis, settings.queue_name)
+    await queue.enqueue_many([QueuedRequest("t-1", f"r{n}", "{}", 0, priority=n) for n in range(3)])
+    pending_scores = dict(await redis.zrange(queue.pending_key, 0, -1, withscores=True))
+    alive = Heartbeat(redis, settings.queue_name)
+    await alive.start()
+    try:
+        hour_ms = 3_600_000  # the lease is irrelevant for an owned claim
+        [live] = await queue.claim(limit=1, max_bytes=1 << 20, lease_ms=hour_ms, owner=alive.worker_id)
+        dead_claims = await queue.claim(limit=2, max_bytes=1 << 20, lease_ms=hour_ms, owner="crashed-worker")
+        assert await queue.requeue_orphaned() == 2, "the dead owner's claims, not the live one's"
+        assert {member for member, _ in await redis.zrange(queue.pending_key, 0, -1, withscores=True)} == {
+            claim.member.encode() for claim in dead_claims
+        }
+        assert await queue.claim_owners() == {live.member: alive.worker_id}
+    finally:
+        await alive.stop()  # a stopping worker removes its key: what it still holds is released too
+    assert await queue.requeue_orphaned() == 1
+    assert dict(await redis.zrange(queue.pending_key, 0, -1, withscores=True)) == pending_scores, "priorities kept"
+    assert await queue.claim_owners() == {}
 
 
 RELEASE_SLOW_JOB = asyncio.Event()

@@ -1,13 +1,14 @@
 """The worker's Firehose consumer: claims batches from the Firehose queue (shared.queues.firehose)
 in priority order and applies each in one transaction (worker.inbound.batch).
 
-- A claim is a lease of LEASE_SECONDS, renewed while the batch is being applied. A crashed
-  worker's leases run out and its batches go back to the queue with their priority, where any
-  worker takes them up again (every worker looks for expired leases each second): crashed work
-  is re-run within LEASE_SECONDS + 1 s.
-- PostgreSQL unavailable: the batch is kept (and its lease renewed) and retried with growing
-  delays until it goes through; nothing is lost or reported as failed, however long the outage.
-- Redis unavailable: the consumer waits and tries again; it never exits on it.
+- A claim is owned by this worker (its id, with a heartbeat: shared.queues.liveness) and lasts as
+  long as the worker is alive, however long the batch takes. A crashed worker's heartbeat expires
+  within HEARTBEAT_TTL_MS and its batches go back to the queue with their priority at the next
+  scan of any worker (each ORPHAN_SCAN_SECONDS): crashed work is taken up within ~4 s. Applying
+  a batch twice is harmless (processed_request skips what was applied).
+- PostgreSQL unavailable: the batch is kept and retried with growing delays (shared.transient)
+  until it goes through; nothing is lost or reported as failed, however long the outage.
+- Redis unavailable: the consumer waits and tries again (the same policy); it never exits on it.
 - Stopping: the batch in hand is finished (or, when cancelled, handed back at once).
 """
 
@@ -15,28 +16,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
+import uuid
 
-from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.queues.firehose import FirehoseQueue, FirehoseWork
+from shared.errors import DatabaseUnavailable
+from shared.logging import bind_log_context, get_logger, unbind_log_context
+from shared.observability.metrics import INBOUND_PROCESSING_FAILURES, record_inbound_batch
+from shared.observability.tracing import record_applied_spans, tracing_enabled
+from shared.queues.firehose import FirehoseQueue, QueuedRequest
+from shared.queues.liveness import Heartbeat
 from shared.tenants.config import TenantConfigCache
-from worker.inbound.batch import apply_firehose_batch
-from worker.inbound.failures import DatabaseUnavailable
+from shared.transient import is_transient_queue_error, retrying
+from worker.inbound.batch import BatchOutcome, apply_firehose_batch
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 BATCH_MAX_REQUESTS = 200
 BATCH_MAX_BYTES = 8 * 1024 * 1024
-LEASE_SECONDS = 30
-LEASE_RENEWAL_SECONDS = 5
-# An idle consumer blocks on the queue's wake-up list; this bounds the wait (expired lease scans).
+# Claims carry an owner; this lease only matters for a claim whose owner entry is missing.
+FALLBACK_LEASE_SECONDS = 30
+# An idle consumer blocks on the queue's wake-up list; this bounds the wait (orphan scans).
 IDLE_WAIT_SECONDS = 1
-EXPIRED_LEASE_SCAN_SECONDS = 1.0
+ORPHAN_SCAN_SECONDS = 1.0
 RETRY_FIRST_DELAY_SECONDS = 0.5
-RETRY_MAX_DELAY_SECONDS = 10.0
+# Outage waits grow up to these: a store that is back is used again within that long.
+DATABASE_RETRY_MAX_DELAY_SECONDS = 5.0
+QUEUE_RETRY_MAX_DELAY_SECONDS = 2.0
 
 
 class FirehoseConsumer:
@@ -47,30 +54,43 @@ class FirehoseConsumer:
         queue: FirehoseQueue,
         sessionmaker: async_sessionmaker[AsyncSession],
         tenant_configs: TenantConfigCache,
+        *,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
+        """`heartbeat`: the worker process's (run_worker starts and stops it); without one the
+        consumer keeps a heartbeat of its own while it runs."""
         self.queue = queue
         self.sessionmaker = sessionmaker
         self.tenant_configs = tenant_configs
+        self.heartbeat = heartbeat or Heartbeat(queue.redis, queue.queue_name)
+        self._owns_heartbeat = heartbeat is None
         self.applied = 0
-        self._last_expiry_scan = 0.0
+        self._last_orphan_scan = 0.0
+        self._stop: asyncio.Event | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Apply batches until `stop` is set, riding out Redis and PostgreSQL outages."""
-        delay = RETRY_FIRST_DELAY_SECONDS
-        while not stop.is_set():
-            try:
-                applied = await self.apply_next_batch()
-            except Exception as exc:
-                if isinstance(exc, RedisError | OSError | TimeoutError):
-                    logger.warning("firehose queue unavailable (%s); retrying in %.1fs", exc.__class__.__name__, delay)
-                else:  # a bug: the batch went back to the queue; keep the consumer alive
-                    logger.exception("firehose consumer failed; retrying in %.1fs", delay)
-                await _sleep_unless(stop, delay)
-                delay = min(delay * 2, RETRY_MAX_DELAY_SECONDS)
-                continue
-            delay = RETRY_FIRST_DELAY_SECONDS
-            if applied == 0:
-                await self._idle(stop)
+        self._stop = stop
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(Exception):  # raised only once `stop` is set
+                    async for attempt in retrying(
+                        "firehose consumer",
+                        retry_on=_keep_consuming,
+                        first_delay_seconds=RETRY_FIRST_DELAY_SECONDS,
+                        max_delay_seconds=QUEUE_RETRY_MAX_DELAY_SECONDS,
+                        stop=stop,
+                    ):
+                        with attempt:
+                            if await self.apply_next_batch() == 0:
+                                await self._idle(stop)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop the consumer's own heartbeat (if it has one): its leftover claims are released."""
+        if self._owns_heartbeat:
+            await self.heartbeat.stop()
 
     async def _idle(self, stop: asyncio.Event) -> None:
         """Wait for new work (woken as soon as some is queued) or for stop, at most IDLE_WAIT_SECONDS."""
@@ -84,77 +104,118 @@ class FirehoseConsumer:
                 waiting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             if waiting.done() and not waiting.cancelled():
-                waiting.result()  # a Redis error surfaces in run()
+                waiting.result()  # a Redis error is retried by run()
 
     async def drain(self) -> int:
         """Apply every due request, then return how many were applied (burst workers, tests)."""
-        await self.queue.requeue_expired()
-        total = 0
-        while applied := await self.apply_next_batch():
-            total += applied
-        return total
+        try:
+            await self.queue.requeue_orphaned()
+            total = 0
+            while applied := await self.apply_next_batch():
+                total += applied
+            return total
+        finally:
+            await self.close()
 
     async def apply_next_batch(self) -> int:
         """Claim one batch and apply it; returns its size (0: nothing due)."""
-        await self._requeue_expired_leases()
+        await self.heartbeat.start()  # claims need a live owner (no-op once it beats)
+        await self._requeue_orphaned_claims()
         works = await self.queue.claim(
-            limit=BATCH_MAX_REQUESTS, max_bytes=BATCH_MAX_BYTES, lease_ms=LEASE_SECONDS * 1000
+            limit=BATCH_MAX_REQUESTS,
+            max_bytes=BATCH_MAX_BYTES,
+            lease_ms=FALLBACK_LEASE_SECONDS * 1000,
+            owner=self.heartbeat.worker_id,
         )
         if not works:
             return 0
         members = [work.member for work in works]
-        renewing = asyncio.ensure_future(self._renew_leases(members))
+        bind_log_context(batch_id=uuid.uuid4().hex[:16])
+        started_ns = time.time_ns()
         try:
             summary = await self._apply_until_done(works)
         except BaseException:
-            # Stopping (cancelled) or a bug: hand the batch back now rather than at lease expiry.
+            # Stopping (cancelled) or a bug: hand the batch back now.
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.queue.release(members))
             raise
-        finally:
-            renewing.cancel()
         await self.queue.ack(members)
         self.applied += len(works)
-        logger.info("firehose batch: %s", summary)
+        _observe_batch(works, summary, started_ns)
         return len(works)
 
-    async def _apply_until_done(self, works: list[FirehoseWork]) -> str:
-        delay = RETRY_FIRST_DELAY_SECONDS
-        while True:
-            try:
-                return await apply_firehose_batch(self.sessionmaker, self.tenant_configs, works)
-            except DatabaseUnavailable as exc:
-                logger.warning("database unavailable (%s); batch of %d retried in %.1fs", exc, len(works), delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_DELAY_SECONDS)
+    async def _apply_until_done(self, claimed: list[QueuedRequest]) -> BatchOutcome:
+        """Apply the batch, waiting out a PostgreSQL outage of any length (the claim is held); when
+        the consumer is stopped meanwhile, the batch goes back to the queue."""
+        outcome: BatchOutcome = await retrying(
+            f"firehose batch of {len(claimed)}",
+            retry_on=_database_unavailable,
+            first_delay_seconds=RETRY_FIRST_DELAY_SECONDS,
+            max_delay_seconds=DATABASE_RETRY_MAX_DELAY_SECONDS,
+            stop=self._stop,
+        )(apply_firehose_batch, self.sessionmaker, self.tenant_configs, claimed)
+        return outcome
 
-    async def _renew_leases(self, members: list[str]) -> None:
-        while True:
-            await asyncio.sleep(LEASE_RENEWAL_SECONDS)
-            try:
-                await self.queue.renew(members, lease_ms=LEASE_SECONDS * 1000)
-            except (RedisError, OSError) as exc:
-                logger.warning("could not renew firehose leases: %s", exc.__class__.__name__)
-
-    async def _requeue_expired_leases(self) -> None:
+    async def _requeue_orphaned_claims(self) -> None:
         now = time.monotonic()
-        if now - self._last_expiry_scan >= EXPIRED_LEASE_SCAN_SECONDS:
-            self._last_expiry_scan = now
-            if requeued := await self.queue.requeue_expired():
-                logger.warning("%d firehose request(s) of a stopped worker queued again", requeued)
+        # Not right after a Redis outage: live workers' keys may not be back yet.
+        if now - self._last_orphan_scan >= ORPHAN_SCAN_SECONDS and self.heartbeat.judges_liveness():
+            self._last_orphan_scan = now
+            if requeued := await self.queue.requeue_orphaned():
+                logger.warning("firehose_orphaned_requests_requeued", requests=requeued)
 
 
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+def _database_unavailable(error: BaseException) -> bool:
+    if isinstance(error, DatabaseUnavailable):
+        INBOUND_PROCESSING_FAILURES.inc()
+        return True
+    return False
+
+
+def _keep_consuming(error: BaseException) -> bool:
+    """Retry everything: a Redis outage is waited out; a bug (the batch went back to the queue) is
+    logged and must not stop the consumer either."""
+    if not is_transient_queue_error(error):
+        INBOUND_PROCESSING_FAILURES.inc()
+        logger.error("firehose_consumer_failed", exc_info=error)
+    return True
+
+
+def _observe_batch(claimed: list[QueuedRequest], outcome: BatchOutcome, started_ns: int) -> None:
+    """Metrics, the batch's log line and (tracing on) each request's `firehose.apply` span."""
+    ended_ns = time.time_ns()
+    record_inbound_batch(
+        requests=outcome.requests,
+        ledger_events=outcome.ledger_events_recorded,
+        echo_events_dropped=outcome.echo_events_dropped,
+        failed_over=outcome.one_by_one,
+    )
+    logger.info(
+        "firehose_batch_applied",
+        requests=outcome.requests,
+        applied=outcome.applied,
+        ledger_events=outcome.ledger_events_recorded,
+        echo_events_dropped=outcome.echo_events_dropped,
+        failed=outcome.failed,
+        one_by_one=outcome.one_by_one,
+        duration_ms=round((ended_ns - started_ns) / 1e6, 1),
+    )
+    unbind_log_context("batch_id")
+    if tracing_enabled():
+        spans: list[tuple[str | None, dict[str, str | int]]] = [
+            (request.traceparent, {"tenant.id": request.tenant_id, "firehose.request_id": request.request_id})
+            for request in claimed
+        ]
+        record_applied_spans(spans, started_ns=started_ns, ended_ns=ended_ns)
 
 
 class ConsumerTask:
     """A consumer running in the background of a worker process."""
 
-    def __init__(self, consumer: FirehoseConsumer) -> None:
+    def __init__(self, consumer: FirehoseConsumer, stop: asyncio.Event | None = None) -> None:
+        """`stop`: the process's stop event, so the consumer starts finishing as soon as it is set."""
         self.consumer = consumer
-        self._stop = asyncio.Event()
+        self._stop = stop or asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -171,5 +232,5 @@ class ConsumerTask:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         elif not self._task.cancelled() and self._task.exception() is not None:
-            logger.error("firehose consumer ended with %r", self._task.exception())
+            logger.error("firehose_consumer_ended", error=repr(self._task.exception()))
         self._task = None
