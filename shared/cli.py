@@ -5,9 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import Any
 
 from shared.logging import configure_logging
 from shared.settings import Settings
+
+# How uvicorn serves the proxy; the bench starts its ceiling app (bench/ceiling_app.py) with the same.
+PROXY_SERVER_OPTIONS: dict[str, Any] = {
+    "loop": "uvloop",
+    "http": "httptools",
+    "access_log": False,
+    "proxy_headers": True,
+    "timeout_graceful_shutdown": 10,
+}
 
 
 def _proxy(settings: Settings) -> None:
@@ -15,6 +25,8 @@ def _proxy(settings: Settings) -> None:
     settings.require_admin_api_key()
     settings.require_database_url()
     settings.require_redis_url()
+    settings.require_secret_key()
+    settings.allowed_outbound_hosts()
     import uvicorn
 
     from proxy.app import create_app
@@ -23,12 +35,9 @@ def _proxy(settings: Settings) -> None:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        loop="uvloop",
-        http="httptools",
         log_level=settings.log_level.lower(),
-        access_log=False,
-        proxy_headers=True,
-        timeout_graceful_shutdown=10,
+        log_config=None,  # uvicorn's lines go through configure_logging's handler (LOG_FORMAT)
+        **PROXY_SERVER_OPTIONS,
     )
 
 
@@ -37,14 +46,44 @@ def _worker(settings: Settings) -> None:
 
     settings.require_redis_url()
     settings.require_database_url()
+    settings.require_secret_key()
+    settings.allowed_outbound_hosts()
     asyncio.run(run_worker(settings))
 
 
 def _migrate(settings: Settings) -> None:
-    from shared.migrate import upgrade_to_head
+    from shared.migrate import upgrade_to_head, wait_for_database
 
-    upgrade_to_head(settings.require_database_url())
+    database_url = settings.require_database_url()
+    settings.require_secret_key()  # the data migrations encrypt stored secrets with it
+    wait_for_database(database_url)  # a database still starting (deploys, compose) is waited for
+    upgrade_to_head(database_url, settings.secret_key)
     print("database is at the latest migration")
+
+
+def _rotate_secrets(settings: Settings) -> None:
+    from shared.db import create_engine, create_sessionmaker
+    from shared.secret_box import SecretUnreadable
+    from shared.tenants.secrets_rotation import rotate_secrets
+
+    settings.require_database_url()
+    box = settings.secret_box()
+
+    async def rotate() -> None:
+        engine = create_engine(settings, application_name="loyalty-bridge-rotate-secrets")
+        try:
+            report = await rotate_secrets(create_sessionmaker(engine), box)
+        except SecretUnreadable as exc:
+            raise RuntimeError(exc.message) from None
+        finally:
+            await engine.dispose()
+        print(
+            f"checked {report.tenants_checked} tenants: re-encrypted {report.tokens_rotated} inbound tokens and"
+            f" {report.api_secrets_rotated} S2S secrets with the newest SECRET_KEY"
+            + ("; older keys may now be removed from SECRET_KEY" if box.key_count > 1 else "")
+        )
+
+    asyncio.run(rotate())
 
 
 def _run(settings: Settings) -> None:
@@ -57,6 +96,7 @@ COMMANDS = {
     "proxy": (_proxy, "serve the HTTP APIs (Firehose, outbound, admin, health)"),
     "worker": (_worker, "run the arq worker (inbound processing, outbound delivery, resends, retention)"),
     "migrate": (_migrate, "upgrade the database to the latest migration (idempotent)"),
+    "rotate-secrets": (_rotate_secrets, "re-encrypt every stored secret with the newest SECRET_KEY (idempotent)"),
     "run": (_run, "embedded PostgreSQL/Redis when the URLs are unset, migrate, proxy + worker"),
 }
 
@@ -69,7 +109,9 @@ def main(argv: list[str] | None = None) -> None:
         sub.add_parser(name, help=help_text)
     args = parser.parse_args(argv)
     settings = Settings()
-    configure_logging(settings.log_level)
+    # `run` talks to a terminal: console lines unless LOG_FORMAT was given (its children likewise).
+    console = args.command == "run" and "log_format" not in settings.model_fields_set
+    configure_logging(settings.log_level, "console" if console else settings.log_format)
     try:
         COMMANDS[args.command][0](settings)
     except RuntimeError as exc:

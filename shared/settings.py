@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Literal
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.outbound_hosts import AllowedHosts
+from shared.secret_box import SecretBox, SecretKeyError, secret_box_for
 
 DEFAULT_QUEUE_NAME = "loyalty-bridge:queue"
 
@@ -25,9 +31,18 @@ class Settings(BaseSettings):
     outbound_timeout_seconds: float = Field(default=10.0, gt=0)
     error_log_retention_days: int = Field(default=90, gt=0)
     config_cache_seconds: float = Field(default=1.0, gt=0)
+    # Comma-separated, newest first; each at least 32 characters (shared/secret_box.py).
+    secret_key: SecretStr | None = None
+    # Host patterns api_url may name besides https://*.mparticle.com (shared/outbound_hosts.py).
+    outbound_allowed_hosts: str = ""
+    # Per tenant and per proxy process: a token bucket refilled at this rate, holding `burst` calls.
+    outbound_rate_limit_per_second: float = Field(default=1000.0, gt=0)
+    outbound_rate_limit_burst: int = Field(default=2000, gt=0)
     # Not in the contract: lets several deployments (or test runs) share one Redis.
     queue_name: str = DEFAULT_QUEUE_NAME
     log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
     # Benchmark suite only: exposes POST /bench/parse-only, the proxy's ceiling route.
     enable_bench_routes: bool = False
 
@@ -53,6 +68,30 @@ class Settings(BaseSettings):
         if self.admin_api_key is None or not self.admin_api_key.get_secret_value():
             raise RuntimeError("ADMIN_API_KEY is required for the proxy")
         return self.admin_api_key.get_secret_value()
+
+    def require_secret_key(self) -> None:
+        """Check SECRET_KEY now, so a missing or short key is a clear start-up error."""
+        self.secret_box()
+
+    def secret_box(self) -> SecretBox:
+        """The SecretBox of SECRET_KEY (built once per process); RuntimeError when missing or short."""
+        value = self.secret_key.get_secret_value() if self.secret_key is not None else None
+        try:
+            return secret_box_for(value or "")
+        except SecretKeyError as exc:
+            raise RuntimeError(str(exc)) from None
+
+    def allowed_outbound_hosts(self) -> AllowedHosts:
+        """OUTBOUND_ALLOWED_HOSTS parsed; RuntimeError names a malformed pattern."""
+        try:
+            return _parse_allowed_hosts(self.outbound_allowed_hosts)
+        except ValueError as exc:
+            raise RuntimeError(str(exc)) from None
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_allowed_hosts(value: str) -> AllowedHosts:
+    return AllowedHosts.parse(value)
 
 
 def normalize_database_url(url: str) -> str:

@@ -33,6 +33,9 @@ from shared.settings import Settings, normalize_database_url
 
 VAR_DIR_NAME = "var"
 ADMIN_KEY_FILE_NAME = "admin_api_key"
+SECRET_KEY_FILE_NAME = "secret_key"
+# A dev runner talks to local fake S2S servers; production names its own (shared/outbound_hosts.py).
+LOCAL_OUTBOUND_ALLOWED_HOSTS = "127.0.0.1,localhost"
 # The worker lets running jobs finish for up to 20 s after SIGTERM; leave it that and a margin.
 CHILD_STOP_TIMEOUT_SECONDS = 25.0
 PROXY_READY_TIMEOUT_SECONDS = 60.0
@@ -87,7 +90,7 @@ def run_everything(settings: Settings, var_dir: Path | None = None) -> None:
             child_settings = _resolved_settings(settings, services, var_dir)
             if stop.requested:
                 return
-            upgrade_to_head(child_settings.require_database_url())
+            upgrade_to_head(child_settings.require_database_url(), child_settings.secret_key)
             if stop.requested:
                 return
             environment = child_environment(child_settings)
@@ -108,7 +111,11 @@ def run_everything(settings: Settings, var_dir: Path | None = None) -> None:
 
 def load_or_create_admin_key(var_dir: Path) -> str:
     """The admin key stored in `<var_dir>/admin_api_key` (mode 0600), generated on first use."""
-    path = var_dir / ADMIN_KEY_FILE_NAME
+    return load_or_create_key(var_dir / ADMIN_KEY_FILE_NAME)
+
+
+def load_or_create_key(path: Path) -> str:
+    """A random key stored in `path` (mode 0600), generated on first use (43 characters)."""
     with contextlib.suppress(FileNotFoundError):
         key = path.read_text().strip()
         if key:
@@ -141,8 +148,18 @@ def _resolved_settings(settings: Settings, services: EmbeddedServices | None, va
         database_url = database_url or normalize_database_url(services.database_url)
         redis_url = redis_url or services.redis_url
     admin_key = settings.admin_api_key or SecretStr(load_or_create_admin_key(var_dir))
+    secret_key = settings.secret_key or SecretStr(load_or_create_key(var_dir / SECRET_KEY_FILE_NAME))
+    # Human-readable logs for a terminal, unless LOG_FORMAT was given.
+    log_format = settings.log_format if "log_format" in settings.model_fields_set else "console"
     return settings.model_copy(
-        update={"database_url": database_url, "redis_url": redis_url, "admin_api_key": admin_key}
+        update={
+            "database_url": database_url,
+            "redis_url": redis_url,
+            "admin_api_key": admin_key,
+            "secret_key": secret_key,
+            "outbound_allowed_hosts": settings.outbound_allowed_hosts or LOCAL_OUTBOUND_ALLOWED_HOSTS,
+            "log_format": log_format,
+        }
     )
 
 
@@ -231,6 +248,8 @@ def _print_banner(given: Settings, resolved: Settings, services: EmbeddedService
         "Loyalty Bridge is running",
         f"  proxy:          {_local_base_url(resolved)}  (Firehose /mparticle/firehose, admin API /api/v1)",
         f"  admin API key:  {key_line}",
+        "  secret key:     "
+        + (f"stored in {var_dir / SECRET_KEY_FILE_NAME}" if given.secret_key is None else "from SECRET_KEY"),
     ]
     if services is not None and not given.database_url:
         lines.append(f"  PostgreSQL:     embedded, data in {services.postgres_data_dir}")

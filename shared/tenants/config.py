@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.logging import get_logger
+from shared.mapping.inbound import DEFAULT_MAX_DATA_AGE_HOURS
 from shared.models import (
     ExternalEvent,
     InboundMapping,
@@ -28,15 +29,19 @@ from shared.models import (
     Tenant,
     config_revision_seq,
 )
+from shared.transient import is_transient_database_error, retrying
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
+
+REFRESH_RETRY_MAX_DELAY_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
 class OutboundConfig:
     api_url: str
     api_key: str
-    api_secret: str
+    # Ciphertext (shared/secret_box.py): the worker decrypts it with SECRET_KEY when it sends.
+    api_secret_encrypted: str
     development: bool
     sync_only_configured_identifiers: bool
     loyalty_identifier_field: str
@@ -49,6 +54,18 @@ class InboundConfig:
     loyalty_identifier_field: str
     track_audience_data: bool
     auto_subscribe: bool
+    max_data_age_hours: int = DEFAULT_MAX_DATA_AGE_HOURS
+
+
+# Inbound settings of a connected tenant that never saved any: what the worker applies and what
+# the admin API shows and takes as defaults (CONTRACT §3, §8).
+DEFAULT_INBOUND = InboundConfig(
+    customer_identifier_field="customer",
+    loyalty_identifier_field="id",
+    track_audience_data=False,
+    auto_subscribe=False,
+    max_data_age_hours=DEFAULT_MAX_DATA_AGE_HOURS,
+)
 
 
 @dataclass(frozen=True)
@@ -81,7 +98,8 @@ class TenantConfig:
     id: str
     name: str
     config_revision: int
-    inbound_token: str | None
+    # Keyed hash of the inbound token (never the token): SecretBox.token_matches checks a presented one.
+    inbound_token_hash: str | None
     outbound: OutboundConfig | None
     inbound: InboundConfig | None
     sync_fields: tuple[SyncFieldConfig, ...] = ()
@@ -94,6 +112,11 @@ class TenantConfig:
     def connected(self) -> bool:
         """A tenant is connected once its outbound settings are saved (and until disconnect)."""
         return self.outbound is not None
+
+    @property
+    def inbound_or_default(self) -> InboundConfig:
+        """The saved inbound settings, else DEFAULT_INBOUND."""
+        return self.inbound or DEFAULT_INBOUND
 
 
 async def load_tenant_configs(session: AsyncSession, tenant_ids: list[str] | None = None) -> dict[str, TenantConfig]:
@@ -141,11 +164,11 @@ async def load_tenant_configs(session: AsyncSession, tenant_ids: list[str] | Non
             id=tenant.id,
             name=tenant.name,
             config_revision=tenant.config_revision,
-            inbound_token=tenant.inbound_token,
+            inbound_token_hash=tenant.inbound_token_hash,
             outbound=OutboundConfig(
                 api_url=out.api_url,
                 api_key=out.api_key,
-                api_secret=out.api_secret,
+                api_secret_encrypted=out.api_secret_encrypted,
                 development=out.development,
                 sync_only_configured_identifiers=out.sync_only_configured_identifiers,
                 loyalty_identifier_field=out.loyalty_identifier_field,
@@ -158,6 +181,7 @@ async def load_tenant_configs(session: AsyncSession, tenant_ids: list[str] | Non
                 loyalty_identifier_field=inb.loyalty_identifier_field,
                 track_audience_data=inb.track_audience_data,
                 auto_subscribe=inb.auto_subscribe,
+                max_data_age_hours=inb.max_data_age_hours,
             )
             if inb
             else None,
@@ -314,14 +338,23 @@ class TenantConfigCache:
             self._last_miss_lookup_at = loop.time()
 
     async def _refresh_forever(self) -> None:
-        # Poll twice per period so a change is seen within CONFIG_CACHE_SECONDS.
+        # Poll twice per period so a change is seen within CONFIG_CACHE_SECONDS. Through a database
+        # outage the last good snapshot keeps serving (from memory) while refreshes back off, up to
+        # REFRESH_RETRY_MAX_DELAY_SECONDS apart.
         interval = self._refresh_seconds / 2
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.refresh()
-            except Exception as exc:  # keep serving the last good snapshot through a database outage
-                logger.warning("tenant config refresh failed: %s", exc.__class__.__name__)
+                async for attempt in retrying(
+                    "tenant config refresh",
+                    retry_on=is_transient_database_error,
+                    first_delay_seconds=interval,
+                    max_delay_seconds=max(interval, REFRESH_RETRY_MAX_DELAY_SECONDS),
+                ):
+                    with attempt:
+                        await self.refresh()
+            except Exception as exc:  # not an outage: keep the last good snapshot all the same
+                logger.warning("tenant_config_refresh_failed", error=exc.__class__.__name__)
 
 
 def _consume_exception(task: asyncio.Task[None]) -> None:

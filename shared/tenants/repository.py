@@ -7,6 +7,7 @@ TenantConfigCache reloads the tenant. Methods flush; the caller commits.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +29,10 @@ from shared.models import (
     SyncField,
     Tenant,
 )
-from shared.tenants.config import bump_config_revision
+from shared.outbound_hosts import DestinationRefused
+from shared.secret_box import SecretBox
+from shared.settings import Settings
+from shared.tenants.config import DEFAULT_INBOUND, bump_config_revision
 
 ConfigListModel = TypeVar("ConfigListModel", SyncField, ExternalEvent, InboundMapping)
 
@@ -36,12 +40,7 @@ ConfigListModel = TypeVar("ConfigListModel", SyncField, ExternalEvent, InboundMa
 DISCONNECT_REASON = "cancelled: the tenant was disconnected"
 
 # What GET inbound-settings shows before the first PUT (CONTRACT §3 defaults).
-DEFAULT_INBOUND_SETTINGS: dict[str, Any] = {
-    "customer_identifier_field": "customer",
-    "loyalty_identifier_field": "id",
-    "track_audience_data": False,
-    "auto_subscribe": False,
-}
+DEFAULT_INBOUND_SETTINGS: dict[str, Any] = dataclasses.asdict(DEFAULT_INBOUND)
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,7 @@ class TenantSummary:
     name: str
     created_at: datetime
     connected: bool
+    outbound_paused_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ class InboundSettingsView:
     loyalty_identifier_field: str
     track_audience_data: bool
     auto_subscribe: bool
+    max_data_age_hours: int
     authentication_token: str | None
 
 
@@ -102,7 +103,7 @@ def _outbound_view(row: OutboundSettings) -> OutboundSettingsView:
     return OutboundSettingsView(
         api_url=row.api_url,
         api_key=row.api_key,
-        api_secret_set=bool(row.api_secret),
+        api_secret_set=bool(row.api_secret_encrypted),
         development=row.development,
         sync_only_configured_identifiers=row.sync_only_configured_identifiers,
         loyalty_identifier_field=row.loyalty_identifier_field,
@@ -113,8 +114,11 @@ def _outbound_view(row: OutboundSettings) -> OutboundSettingsView:
 class TenantRepository:
     """Tenant lifecycle, credentials and configuration, always scoped to one tenant id."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, settings: Settings | None = None) -> None:
+        # Settings (SECRET_KEY, OUTBOUND_ALLOWED_HOSTS) are needed only by the methods that
+        # store or show secrets and by save_outbound_settings; the others work without.
         self._session = session
+        self._settings = settings
 
     # --- tenants ---------------------------------------------------------------------------------
 
@@ -192,9 +196,13 @@ class TenantRepository:
             "loyalty_identifier_field": loyalty_identifier_field,
             "customer_identifier_field": customer_identifier_field,
         }
+        token_hash = await self._lock_tenant(tenant_id)
+        try:  # the SSRF guard at save time: scheme, host and port against the policy, no DNS
+            self._require_settings().allowed_outbound_hosts().check_url(api_url)
+        except DestinationRefused as refused:
+            raise Unprocessable(f"api_url: {refused}") from None
         if api_secret is not None:
-            values["api_secret"] = api_secret
-        inbound_token = await self._lock_tenant(tenant_id)
+            values["api_secret_encrypted"] = self._secrets().encrypt(api_secret)
         if await self._has_outbound_settings(tenant_id):
             saved = await self._session.scalars(
                 update(OutboundSettings)
@@ -210,10 +218,8 @@ class TenantRepository:
                 insert(OutboundSettings).values(tenant_id=tenant_id, **values).returning(OutboundSettings)
             )
         row = saved.one()
-        if inbound_token is None:
-            await self._session.execute(
-                update(Tenant).where(Tenant.id == tenant_id).values(inbound_token=new_inbound_token())
-            )
+        if token_hash is None:
+            await self._store_inbound_token(tenant_id, new_inbound_token())
         await bump_config_revision(self._session, tenant_id)
         return _outbound_view(row)
 
@@ -221,7 +227,7 @@ class TenantRepository:
         """The saved inbound settings (the defaults before a first save) with the inbound token."""
         row = (
             await self._session.execute(
-                select(Tenant.inbound_token, OutboundSettings.tenant_id, InboundSettings)
+                select(Tenant.inbound_token_encrypted, OutboundSettings.tenant_id, InboundSettings)
                 .outerjoin(OutboundSettings, OutboundSettings.tenant_id == Tenant.id)
                 .outerjoin(InboundSettings, InboundSettings.tenant_id == Tenant.id)
                 .where(Tenant.id == tenant_id)
@@ -229,10 +235,10 @@ class TenantRepository:
         ).one_or_none()
         if row is None:
             raise _not_found(tenant_id)
-        token, outbound_tenant_id, settings = row
+        token_encrypted, outbound_tenant_id, settings = row
         if outbound_tenant_id is None:
             raise _not_connected(tenant_id)
-        return self._inbound_view(settings, token)
+        return self._inbound_view(settings, self._decrypt_token(token_encrypted))
 
     async def save_inbound_settings(
         self,
@@ -242,6 +248,7 @@ class TenantRepository:
         loyalty_identifier_field: str,
         track_audience_data: bool,
         auto_subscribe: bool,
+        max_data_age_hours: int = DEFAULT_INBOUND.max_data_age_hours,
     ) -> InboundSettingsView:
         """Upsert the inbound settings; Conflict NOT_CONNECTED while outbound settings are missing."""
         values = {
@@ -249,8 +256,10 @@ class TenantRepository:
             "loyalty_identifier_field": loyalty_identifier_field,
             "track_audience_data": track_audience_data,
             "auto_subscribe": auto_subscribe,
+            "max_data_age_hours": max_data_age_hours,
         }
-        token = await self._lock_connected_tenant(tenant_id)
+        await self._lock_connected_tenant(tenant_id)
+        token = await self._read_inbound_token(tenant_id)
         upsert = (
             pg_insert(InboundSettings)
             .values(tenant_id=tenant_id, **values)
@@ -267,7 +276,7 @@ class TenantRepository:
         """A new inbound token (the old one stops authenticating); Conflict NOT_CONNECTED if not connected."""
         await self._lock_connected_tenant(tenant_id)
         token = new_inbound_token()
-        await self._session.execute(update(Tenant).where(Tenant.id == tenant_id).values(inbound_token=token))
+        await self._store_inbound_token(tenant_id, token)
         await bump_config_revision(self._session, tenant_id)
         return token
 
@@ -277,7 +286,9 @@ class TenantRepository:
         await self._lock_tenant(tenant_id)
         for model in (OutboundSettings, InboundSettings, SyncField, ExternalEvent, InboundMapping):
             await self._session.execute(delete(model).where(model.tenant_id == tenant_id))
-        await self._session.execute(update(Tenant).where(Tenant.id == tenant_id).values(inbound_token=None))
+        await self._session.execute(
+            update(Tenant).where(Tenant.id == tenant_id).values(inbound_token_encrypted=None, inbound_token_hash=None)
+        )
         cancelled = await self._session.scalars(
             update(OutboundMessage)
             .where(OutboundMessage.tenant_id == tenant_id, OutboundMessage.status.in_(WAITING_STATUSES))
@@ -312,7 +323,7 @@ class TenantRepository:
     @staticmethod
     def _summary_query() -> Any:
         connected = exists().where(OutboundSettings.tenant_id == Tenant.id).label("connected")
-        return select(Tenant.id, Tenant.name, Tenant.created_at, connected)
+        return select(Tenant.id, Tenant.name, Tenant.created_at, connected, Tenant.outbound_paused_at)
 
     @staticmethod
     def _inbound_view(settings: InboundSettings | None, token: str | None) -> InboundSettingsView:
@@ -323,6 +334,7 @@ class TenantRepository:
             loyalty_identifier_field=settings.loyalty_identifier_field,
             track_audience_data=settings.track_audience_data,
             auto_subscribe=settings.auto_subscribe,
+            max_data_age_hours=settings.max_data_age_hours,
             authentication_token=token,
         )
 
@@ -331,22 +343,46 @@ class TenantRepository:
             raise _not_found(tenant_id)
 
     async def _lock_tenant(self, tenant_id: str) -> str | None:
-        """Lock the tenant row for this transaction; returns its inbound token. NotFound if unknown."""
+        """Lock the tenant row for this transaction; returns its inbound token's hash. NotFound if unknown."""
         row = (
             await self._session.execute(
-                select(Tenant.id, Tenant.inbound_token).where(Tenant.id == tenant_id).with_for_update()
+                select(Tenant.id, Tenant.inbound_token_hash).where(Tenant.id == tenant_id).with_for_update()
             )
         ).one_or_none()
         if row is None:
             raise _not_found(tenant_id)
-        token: str | None = row.inbound_token
-        return token
+        token_hash: str | None = row.inbound_token_hash
+        return token_hash
 
-    async def _lock_connected_tenant(self, tenant_id: str) -> str | None:
-        token = await self._lock_tenant(tenant_id)
+    # --- secrets (shared/secret_box.py) ----------------------------------------------------------
+
+    def _require_settings(self) -> Settings:
+        if self._settings is None:
+            raise RuntimeError("TenantRepository needs the Settings to store or show secrets")
+        return self._settings
+
+    def _secrets(self) -> SecretBox:
+        return self._require_settings().secret_box()
+
+    async def _store_inbound_token(self, tenant_id: str, token: str) -> None:
+        box = self._secrets()
+        await self._session.execute(
+            update(Tenant)
+            .where(Tenant.id == tenant_id)
+            .values(inbound_token_encrypted=box.encrypt(token), inbound_token_hash=box.token_hash(token))
+        )
+
+    async def _read_inbound_token(self, tenant_id: str) -> str | None:
+        encrypted = await self._session.scalar(select(Tenant.inbound_token_encrypted).where(Tenant.id == tenant_id))
+        return self._decrypt_token(encrypted)
+
+    def _decrypt_token(self, encrypted: str | None) -> str | None:
+        return self._secrets().decrypt(encrypted) if encrypted else None
+
+    async def _lock_connected_tenant(self, tenant_id: str) -> None:
+        await self._lock_tenant(tenant_id)
         if not await self._has_outbound_settings(tenant_id):
             raise _not_connected(tenant_id)
-        return token
 
     async def _has_outbound_settings(self, tenant_id: str) -> bool:
         found = await self._session.scalar(

@@ -11,8 +11,10 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from shared.models import Customer, OutboundMessage, OutboundSettings, Tenant
+from shared.secret_box import secret_box_for
 from shared.tenants.config import TenantConfigCache
 from shared.tenants.repository import DISCONNECT_REASON
+from tests.conftest import SECRET_KEY
 from tests.integration.admin_helpers import (
     OUTBOUND_BODY,
     assert_error,
@@ -82,7 +84,8 @@ class TestOutboundSettings:
         get = await client.get(url(tenant_id, "outbound-settings"), headers=admin_headers)
 
         expected = {key: value for key, value in OUTBOUND_BODY.items() if key != "api_secret"} | {
-            "api_secret_set": True
+            "api_secret_set": True,
+            "pod": "EU1",  # derived from api_url
         }
         assert put.status_code == 200, put.text
         assert put.json() == expected
@@ -246,6 +249,7 @@ class TestInboundSettings:
             "loyalty_identifier_field": "id",
             "track_audience_data": False,
             "auto_subscribe": False,
+            "max_data_age_hours": 24,
             "authentication_token": token,
         }
         await connect_tenant(client, admin_headers, tenant_id, development=False)
@@ -257,6 +261,7 @@ class TestInboundSettings:
             "loyalty_identifier_field": "loyalty_card",
             "track_audience_data": True,
             "auto_subscribe": True,
+            "max_data_age_hours": 87600,
         }
         put = await client.put(url(connected_tenant_id, "inbound-settings"), json=body, headers=admin_headers)
         get = await client.get(url(connected_tenant_id, "inbound-settings"), headers=admin_headers)
@@ -266,7 +271,7 @@ class TestInboundSettings:
         assert get.json() == put.json()
         assert get.json()["authentication_token"]
 
-        second = {**body, "auto_subscribe": False, "customer_identifier_field": "mpid"}
+        second = {**body, "auto_subscribe": False, "customer_identifier_field": "mpid", "max_data_age_hours": -1}
         again = await client.put(url(connected_tenant_id, "inbound-settings"), json=second, headers=admin_headers)
         assert {key: again.json()[key] for key in body} == second
 
@@ -281,6 +286,11 @@ class TestInboundSettings:
             {"loyalty_identifier_field": ""},
             {"track_audience_data": "true"},
             {"auto_subscribe": 1},
+            {"max_data_age_hours": 0},
+            {"max_data_age_hours": -2},
+            {"max_data_age_hours": 87601},
+            {"max_data_age_hours": "24"},
+            {"max_data_age_hours": 1.5},
             {"surprise": True},
         ],
     )
@@ -544,6 +554,7 @@ class TestTenantIsolation:
 CONFIG_WRITES = [
     ("PUT", "outbound-settings", {**OUTBOUND_BODY, "api_key": "new-key"}, lambda c: c.outbound.api_key == "new-key"),
     ("PUT", "inbound-settings", {"auto_subscribe": True}, lambda c: c.inbound.auto_subscribe is True),
+    ("PUT", "inbound-settings", {"max_data_age_hours": 2}, lambda c: c.inbound.max_data_age_hours == 2),
     (
         "PUT",
         "sync-fields",
@@ -562,7 +573,7 @@ CONFIG_WRITES = [
         {"items": INBOUND_MAPPINGS},
         lambda c: [m.priority for m in c.inbound_mappings] == [1000, 0, 5],
     ),
-    ("DELETE", "connection", None, lambda c: not c.connected and c.inbound_token is None),
+    ("DELETE", "connection", None, lambda c: not c.connected and c.inbound_token_hash is None),
 ]
 
 
@@ -595,7 +606,9 @@ class TestConfigurationReachesProcessCaches:
         rotated = await client.post(url(connected_tenant_id, "inbound-settings/token/rotate"), headers=admin_headers)
         assert await cache.refresh() is True
         config = cache.get(connected_tenant_id)
-        assert config is not None and config.inbound_token == rotated.json()["authentication_token"]
+        assert config is not None and config.inbound_token_hash is not None
+        box = secret_box_for(SECRET_KEY)
+        assert box.token_matches(rotated.json()["authentication_token"], config.inbound_token_hash)
 
 
 class TestOpenAPI:
@@ -647,10 +660,16 @@ async def _configure_everything(client, admin_headers, tenant_id: str) -> None:
 
 
 async def _stored_token(sessionmaker, tenant_id: str) -> Any:
+    """The stored inbound token, decrypted (None when there is none)."""
     async with sessionmaker() as session:
-        return await session.scalar(select(Tenant.inbound_token).where(Tenant.id == tenant_id))
+        encrypted = await session.scalar(select(Tenant.inbound_token_encrypted).where(Tenant.id == tenant_id))
+    return secret_box_for(SECRET_KEY).decrypt(encrypted) if encrypted else None
 
 
 async def _stored_secret(sessionmaker, tenant_id: str) -> Any:
+    """The stored S2S secret, decrypted."""
     async with sessionmaker() as session:
-        return await session.scalar(select(OutboundSettings.api_secret).where(OutboundSettings.tenant_id == tenant_id))
+        encrypted = await session.scalar(
+            select(OutboundSettings.api_secret_encrypted).where(OutboundSettings.tenant_id == tenant_id)
+        )
+    return secret_box_for(SECRET_KEY).decrypt(encrypted) if encrypted else None

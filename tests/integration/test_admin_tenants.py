@@ -20,6 +20,8 @@ from shared.models import (
     ProcessedRequest,
     Tenant,
 )
+from shared.secret_box import secret_box_for
+from tests.conftest import SECRET_KEY
 from tests.factories import make_tenant
 from tests.integration.admin_helpers import (
     OUTBOUND_BODY,
@@ -78,7 +80,7 @@ class TestAdminAuthentication:
         async with sessionmaker() as session:
             row = await session.get(Tenant, tenant.id)
             assert row is not None and row.engine_key_hash == hash_key(tenant.engine_api_key)
-            assert row.inbound_token == tenant.inbound_token
+            assert secret_box_for(SECRET_KEY).decrypt(row.inbound_token_encrypted) == tenant.inbound_token
             assert await session.get(Tenant, "auth-probe") is None
 
     @pytest.mark.parametrize(
@@ -101,14 +103,15 @@ class TestCreateTenant:
 
         assert response.status_code == 201
         body = response.json()
-        assert set(body) == {"id", "name", "created_at", "connected", "engine_api_key"}
+        assert set(body) == {"id", "name", "created_at", "connected", "outbound_paused_at", "engine_api_key"}
+        assert body["outbound_paused_at"] is None
         assert (body["id"], body["name"], body["connected"]) == (tenant_id, "ACME production", False)
         assert datetime.fromisoformat(body["created_at"]).tzinfo is not None
         async with sessionmaker() as session:
             row = await session.get(Tenant, tenant_id)
         assert row is not None
         assert row.engine_key_hash == hash_key(body["engine_api_key"])
-        assert body["engine_api_key"] not in (row.engine_key_hash, row.name, row.inbound_token)
+        assert body["engine_api_key"] not in (row.engine_key_hash, row.name, row.inbound_token_encrypted)
         again = await client.get(f"/api/v1/tenants/{tenant_id}", headers=admin_headers)
         assert again.status_code == 200
         assert body["engine_api_key"] not in again.text
@@ -199,7 +202,7 @@ class TestListTenants:
         by_id = {item["id"]: item for item in seen}
         assert [tenant_id for tenant_id in ids if tenant_id.startswith(prefix)] == mine
         assert [by_id[tenant_id]["connected"] for tenant_id in mine] == [False, False, True, False, False]
-        assert set(by_id[mine[0]]) == {"id", "name", "created_at", "connected"}
+        assert set(by_id[mine[0]]) == {"id", "name", "created_at", "connected", "outbound_paused_at"}
 
     async def test_default_page_is_at_most_50(self, client, admin_headers) -> None:
         response = await client.get("/api/v1/tenants", headers=admin_headers)

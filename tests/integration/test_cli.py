@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-CONFIG_VARIABLES = ("DATABASE_URL", "REDIS_URL", "ADMIN_API_KEY")
+CONFIG_VARIABLES = ("DATABASE_URL", "REDIS_URL", "ADMIN_API_KEY", "SECRET_KEY", "OUTBOUND_ALLOWED_HOSTS")
 SOME_DATABASE = "postgresql://postgres@127.0.0.1:1/postgres"
 SOME_REDIS = "redis://127.0.0.1:1/0"
 
@@ -35,6 +35,29 @@ class TestMissingConfiguration:
             ("proxy", {"DATABASE_URL": SOME_DATABASE, "REDIS_URL": SOME_REDIS}, "ADMIN_API_KEY"),
             ("proxy", {"ADMIN_API_KEY": "k" * 32, "REDIS_URL": SOME_REDIS}, "DATABASE_URL"),
             ("proxy", {"ADMIN_API_KEY": "k" * 32, "DATABASE_URL": SOME_DATABASE}, "REDIS_URL"),
+            ("migrate", {"DATABASE_URL": SOME_DATABASE}, "SECRET_KEY is required"),
+            ("rotate-secrets", {"DATABASE_URL": SOME_DATABASE}, "SECRET_KEY is required"),
+            ("worker", {"DATABASE_URL": SOME_DATABASE, "REDIS_URL": SOME_REDIS}, "SECRET_KEY is required"),
+            (
+                "proxy",
+                {"ADMIN_API_KEY": "k" * 32, "DATABASE_URL": SOME_DATABASE, "REDIS_URL": SOME_REDIS},
+                "SECRET_KEY is required",
+            ),
+            (
+                "worker",
+                {"DATABASE_URL": SOME_DATABASE, "REDIS_URL": SOME_REDIS, "SECRET_KEY": "too-short"},
+                "each comma-separated key needs at least 32",
+            ),
+            (
+                "worker",
+                {
+                    "DATABASE_URL": SOME_DATABASE,
+                    "REDIS_URL": SOME_REDIS,
+                    "SECRET_KEY": "s" * 32,
+                    "OUTBOUND_ALLOWED_HOSTS": "host:99999",
+                },
+                "OUTBOUND_ALLOWED_HOSTS",
+            ),
         ],
     )
     def test_exits_2_naming_the_variable(self, command, environment, missing, tmp_path) -> None:

@@ -7,6 +7,7 @@ import os
 import sys
 
 from shared.migrate import upgrade_to_head
+from tests.conftest import SECRET_KEY
 
 
 async def test_healthz_answers_without_dependencies(client) -> None:
@@ -40,7 +41,7 @@ async def test_readyz_is_503_when_redis_is_unreachable(settings) -> None:
 
 
 async def test_migrate_command_is_idempotent_and_safe_concurrently(database_url, tmp_path) -> None:
-    env = {**os.environ, "DATABASE_URL": database_url}
+    env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": SECRET_KEY}
 
     async def migrate() -> tuple[int, bytes]:
         # From an unrelated directory: the migration scripts ship inside the package.

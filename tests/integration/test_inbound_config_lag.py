@@ -3,13 +3,17 @@ disconnected, although the worker's cached snapshot predates the connection."""
 
 from __future__ import annotations
 
+import time
+
 import orjson
 from sqlalchemy import func, select
 
 from shared.credentials import new_inbound_token
 from shared.models import InboundSettings, IncomingError, LedgerEvent, OutboundSettings, Tenant
-from shared.queues.firehose import FirehoseWork
+from shared.queues.firehose import QueuedRequest
+from shared.secret_box import secret_box_for
 from shared.tenants.config import TenantConfigCache, bump_config_revision
+from tests.conftest import SECRET_KEY
 from tests.factories import TenantFixture, make_tenant
 from tests.inbound_helpers import custom_event, event_request
 from worker.inbound.batch import apply_firehose_batch
@@ -32,7 +36,7 @@ async def test_request_of_a_just_connected_tenant_is_applied(sessionmaker) -> No
                 tenant_id=unconnected.id,
                 api_url="https://s2s.mparticle.com",
                 api_key="k",
-                api_secret="s",
+                api_secret_encrypted=secret_box_for(SECRET_KEY).encrypt("s"),
                 development=False,
                 sync_only_configured_identifiers=False,
                 loyalty_identifier_field="id",
@@ -49,14 +53,17 @@ async def test_request_of_a_just_connected_tenant_is_applied(sessionmaker) -> No
             )
         )
         tenant_row = await session.get(Tenant, unconnected.id)
-        tenant_row.inbound_token = token
+        tenant_row.inbound_token_encrypted = secret_box_for(SECRET_KEY).encrypt(token)
+        tenant_row.inbound_token_hash = secret_box_for(SECRET_KEY).token_hash(token)
         await bump_config_revision(session, unconnected.id)
         await session.commit()
 
     tenant = TenantFixture(id=unconnected.id, engine_api_key=unconnected.engine_api_key, inbound_token=token)
     body = orjson.dumps(event_request(tenant, custom_event("store_visit"), customer="C-lag")).decode()
     await apply_firehose_batch(
-        sessionmaker, worker_cache, [FirehoseWork(member="m-1", tenant_id=tenant.id, body=body, received_at_ms=0)]
+        sessionmaker,
+        worker_cache,
+        [QueuedRequest(tenant.id, "r-lag", body, received_at_ms=int(time.time() * 1000), member="m-1")],
     )
 
     async with sessionmaker() as session:

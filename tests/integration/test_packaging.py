@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 import shared.models  # noqa: F401  (registers every table on the metadata)
 from shared.db import Base
 from shared.settings import plain_database_url
+from tests.conftest import SECRET_KEY
 from tests.scratch_database import scratch_database
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -161,7 +162,7 @@ class TestInstalledDistribution:
             subprocess.run,
             [cli, "migrate"],
             cwd=tmp_path,
-            env=clean_environment(DATABASE_URL=fresh_database),
+            env=clean_environment(DATABASE_URL=fresh_database, SECRET_KEY=SECRET_KEY),
             capture_output=True,
             text=True,
             timeout=120,
@@ -179,6 +180,7 @@ class TestInstalledDistribution:
             DATABASE_URL=fresh_database,
             REDIS_URL=service_urls[1],
             ADMIN_API_KEY="packaging-test-admin-key",
+            SECRET_KEY=SECRET_KEY,
             PORT=str(port),
             QUEUE_NAME=f"lb-pkg-{uuid.uuid4().hex[:8]}",
         )

@@ -22,10 +22,10 @@ from proxy.admin.configuration.schemas import (
     OutboundSettingsUpdate,
     SyncFieldsRead,
     SyncFieldsUpdate,
-    error_responses,
 )
 from proxy.admin.tenants.routes import TenantIdPath
-from proxy.dependencies import SessionDep
+from proxy.dependencies import SessionDep, SettingsDep
+from proxy.openapi import error_responses
 from shared.tenants.repository import TenantRepository
 
 logger = logging.getLogger(__name__)
@@ -55,9 +55,9 @@ async def get_outbound_settings(tenant_id: TenantIdPath, session: SessionDep) ->
     responses=error_responses(404, 422),
 )
 async def put_outbound_settings(
-    tenant_id: TenantIdPath, body: OutboundSettingsUpdate, session: SessionDep
+    tenant_id: TenantIdPath, body: OutboundSettingsUpdate, session: SessionDep, settings: SettingsDep
 ) -> OutboundSettingsRead:
-    view = await TenantRepository(session).save_outbound_settings(tenant_id, **body.model_dump())
+    view = await TenantRepository(session, settings).save_outbound_settings(tenant_id, **body.model_dump())
     await session.commit()
     logger.info("tenant %s: outbound settings saved", tenant_id)
     return OutboundSettingsRead.model_validate(view, from_attributes=True)
@@ -73,8 +73,10 @@ async def put_outbound_settings(
     response_model=InboundSettingsRead,
     responses=error_responses(404, 409),
 )
-async def get_inbound_settings(tenant_id: TenantIdPath, session: SessionDep) -> InboundSettingsRead:
-    view = await TenantRepository(session).get_inbound_settings(tenant_id)
+async def get_inbound_settings(
+    tenant_id: TenantIdPath, session: SessionDep, settings: SettingsDep
+) -> InboundSettingsRead:
+    view = await TenantRepository(session, settings).get_inbound_settings(tenant_id)
     return InboundSettingsRead.model_validate(view, from_attributes=True)
 
 
@@ -85,9 +87,9 @@ async def get_inbound_settings(tenant_id: TenantIdPath, session: SessionDep) -> 
     responses=error_responses(404, 409, 422),
 )
 async def put_inbound_settings(
-    tenant_id: TenantIdPath, body: InboundSettingsUpdate, session: SessionDep
+    tenant_id: TenantIdPath, body: InboundSettingsUpdate, session: SessionDep, settings: SettingsDep
 ) -> InboundSettingsRead:
-    view = await TenantRepository(session).save_inbound_settings(tenant_id, **body.model_dump())
+    view = await TenantRepository(session, settings).save_inbound_settings(tenant_id, **body.model_dump())
     await session.commit()
     logger.info("tenant %s: inbound settings saved", tenant_id)
     return InboundSettingsRead.model_validate(view, from_attributes=True)
@@ -99,8 +101,10 @@ async def put_inbound_settings(
     response_model=AuthenticationTokenRead,
     responses=error_responses(404, 409),
 )
-async def rotate_inbound_token(tenant_id: TenantIdPath, session: SessionDep) -> AuthenticationTokenRead:
-    token = await TenantRepository(session).rotate_inbound_token(tenant_id)
+async def rotate_inbound_token(
+    tenant_id: TenantIdPath, session: SessionDep, settings: SettingsDep
+) -> AuthenticationTokenRead:
+    token = await TenantRepository(session, settings).rotate_inbound_token(tenant_id)
     await session.commit()
     logger.info("tenant %s: inbound token rotated", tenant_id)
     return AuthenticationTokenRead(authentication_token=token)

@@ -1,105 +1,55 @@
 """Request and response schemas of the tenant and configuration admin routes (CONTRACT §5).
 
-Every check a client can get wrong lives here, so a bad body is a 422 with the error envelope
+Every check a client can get wrong lives here (field types in fields.py), so a bad body is a 422 with the error envelope
 before any SQL runs. Strings are stored exactly as written (no trimming, no case folding).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
-from urllib.parse import urlsplit
+from typing import Annotated, Any, ClassVar, Literal, cast
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
-    FiniteFloat,
+    JsonValue,
     StrictBool,
     StrictInt,
-    StringConstraints,
+    computed_field,
     field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict
 
-from shared.errors import ErrorCode
+from proxy.admin.configuration.fields import (
+    MAX_LIST_ITEMS,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    ApiCredential,
+    ApiUrl,
+    Attributes,
+    CustomEventType,
+    EventName,
+    FirehoseEventType,
+    FirehoseIdentityType,
+    LoyaltyEvent,
+    LoyaltyField,
+    RemoteField,
+    S2SIdentityKey,
+    TenantName,
+    integral,
+)
+from proxy.admin.configuration.fields import TENANT_ID_PATTERN as TENANT_ID_PATTERN  # re-exported
+from shared.mapping.inbound import ANY_DATA_AGE_HOURS, MAX_DATA_AGE_HOURS_LIMIT
+from shared.outbound_hosts import POD_API_URLS, pod_api_url, pod_of
+from shared.tenants.config import DEFAULT_INBOUND
 from shared.vocabulary import (
     DEFAULT_S2S_API_URL,
     EVENT_NAME_FIELD,
-    FIREHOSE_EVENT_TYPES,
-    FIREHOSE_IDENTITY_TYPES,
     RESERVED_USER_ATTRIBUTES,
-    S2S_CUSTOM_EVENT_TYPES,
-    S2S_IDENTITY_KEYS,
 )
-
-TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-MAX_LIST_ITEMS = 1000
-MAX_ATTRIBUTES_PER_ITEM = 100
-MIN_PRIORITY = 0
-MAX_PRIORITY = 1000
-
-
-def _no_nul(value: str) -> str:
-    # PostgreSQL text and jsonb cannot hold NUL characters.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-def _printable(value: str) -> str:
-    if not _no_nul(value).strip():
-        raise ValueError("must not be blank")
-    return value
-
-
-def _member_of(allowed: frozenset[str], what: str) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        if value not in allowed:
-            raise ValueError(f"unknown {what} {value!r}; expected one of: {', '.join(sorted(allowed))}")
-        return value
-
-    return check
-
-
-TenantName = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_printable)]
-ApiCredential = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_printable)]
-LoyaltyField = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_printable)]
-RemoteField = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_printable)]
-LoyaltyEvent = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_printable)]
-EventName = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_printable)]
-AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_printable)]
-# A template ("{path}", "text {path}") or a literal: any JSON scalar.
-AttributeValue = (
-    Annotated[str, StringConstraints(max_length=4000), AfterValidator(_no_nul)]
-    | StrictBool
-    | StrictInt
-    | FiniteFloat
-    | None
-)
-Attributes = Annotated[dict[AttributeName, AttributeValue], Field(max_length=MAX_ATTRIBUTES_PER_ITEM)]
-S2SIdentityKey = Annotated[
-    str,
-    AfterValidator(_member_of(S2S_IDENTITY_KEYS, "S2S identity key")),
-    Field(json_schema_extra={"enum": sorted(S2S_IDENTITY_KEYS)}),
-]
-FirehoseIdentityType = Annotated[
-    str,
-    AfterValidator(_member_of(FIREHOSE_IDENTITY_TYPES, "Firehose identity type")),
-    Field(json_schema_extra={"enum": sorted(FIREHOSE_IDENTITY_TYPES)}),
-]
-CustomEventType = Annotated[
-    str,
-    AfterValidator(_member_of(S2S_CUSTOM_EVENT_TYPES, "custom_event_type")),
-    Field(json_schema_extra={"enum": sorted(S2S_CUSTOM_EVENT_TYPES)}),
-]
-FirehoseEventType = Annotated[
-    str,
-    AfterValidator(_member_of(FIREHOSE_EVENT_TYPES, "Firehose event type")),
-    Field(json_schema_extra={"enum": sorted(FIREHOSE_EVENT_TYPES)}),
-]
 
 
 def _example(example: dict[str, Any]) -> ConfigDict:
@@ -126,37 +76,6 @@ class _ReadOnlyTolerantInput(_Input):
         return data
 
 
-# --- errors -------------------------------------------------------------------------------------
-
-
-class ErrorDetail(BaseModel):
-    code: ErrorCode
-    message: str
-    details: list[dict[str, Any]] | None = Field(default=None, description="422 only: `[{loc, msg}]` per problem")
-
-
-class ErrorResponse(BaseModel):
-    """The one error envelope of every route."""
-
-    error: ErrorDetail
-
-
-_ERROR_DESCRIPTIONS = {
-    401: "missing or invalid admin API key (`UNAUTHORIZED`)",
-    404: "unknown or malformed tenant id, or no such resource (`NOT_FOUND`)",
-    409: "conflict: the tenant exists (`CONFLICT`) or is not connected (`NOT_CONNECTED`)",
-    422: "validation failed (`VALIDATION_FAILED`); `details` says where and why",
-}
-
-
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries for the given error statuses (401 is always included)."""
-    return {
-        status: {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[status]}
-        for status in sorted({401, *statuses})
-    }
-
-
 # --- tenants ------------------------------------------------------------------------------------
 
 
@@ -174,6 +93,9 @@ class TenantRead(BaseModel):
     name: str
     created_at: datetime
     connected: bool = Field(description="true once outbound settings are saved, until a disconnect")
+    outbound_paused_at: datetime | None = Field(
+        default=None, description="since when outbound delivery is paused (POST …/outbound/pause); null when it is not"
+    )
 
 
 class TenantCreated(TenantRead):
@@ -187,24 +109,26 @@ class EngineKeyRead(BaseModel):
 # --- outbound settings --------------------------------------------------------------------------
 
 
-def _http_url(value: str) -> str:
-    if any(char.isspace() or ord(char) < 32 for char in value):
-        raise ValueError("must not contain whitespace or control characters")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http(s) URL such as https://s2s.mparticle.com")
-    _ = parts.port  # raises ValueError on a malformed port
-    if parts.query or parts.fragment:
-        raise ValueError("must not have a query string or fragment")
-    return value
+MParticlePod = Literal["US1", "US2", "EU1", "AU1"]
+_POD_DESCRIPTION = "mParticle data pod: " + ", ".join(f"{pod} = {urls[0]}" for pod, urls in POD_API_URLS.items())
 
 
 class OutboundSettingsUpdate(_ReadOnlyTolerantInput):
-    """PUT replaces every field; omitted ones take their defaults, except `api_secret` (kept)."""
+    """PUT replaces every field; omitted ones take their defaults, except `api_secret` (kept).
+
+    `pod` is a shorthand for `api_url`: it fills in that pod's S2S URL (and wins over an `api_url`
+    sent with it, so a GET body sent back with a new `pod` moves the tenant to that pod).
+    A host other than mParticle's own (`https://*.mparticle.com`) must be named in
+    OUTBOUND_ALLOWED_HOSTS (else 422)."""
 
     read_only_fields: ClassVar[frozenset[str]] = frozenset({"api_secret_set"})
 
-    api_url: Annotated[str, StringConstraints(max_length=500), AfterValidator(_http_url)] = DEFAULT_S2S_API_URL
+    api_url: ApiUrl = Field(
+        default=DEFAULT_S2S_API_URL,
+        description="S2S base URL: `https://*.mparticle.com`, or a host named in the deployment's"
+        " OUTBOUND_ALLOWED_HOSTS (any other host is refused with 422)",
+    )
+    pod: MParticlePod | None = Field(default=None, exclude=True, description=_POD_DESCRIPTION)
     api_key: ApiCredential
     api_secret: ApiCredential | None = Field(
         default=None, description="required on the first save; omit (or null) to keep the stored one"
@@ -215,6 +139,12 @@ class OutboundSettingsUpdate(_ReadOnlyTolerantInput):
     customer_identifier_field: S2SIdentityKey = Field(
         default="customer_id", description="S2S identity key receiving the loyalty identifier"
     )
+
+    @model_validator(mode="after")
+    def _pod_fills_api_url(self) -> OutboundSettingsUpdate:
+        if self.pod is not None:
+            self.api_url = pod_api_url(self.pod)
+        return self
 
     model_config = _example(
         {
@@ -242,6 +172,11 @@ class OutboundSettingsRead(BaseModel):
     loyalty_identifier_field: str
     customer_identifier_field: str
 
+    @computed_field(description="the mParticle pod `api_url` points at, or null for another URL")  # type: ignore[prop-decorator]
+    @property
+    def pod(self) -> MParticlePod | None:
+        return cast(MParticlePod | None, pod_of(self.api_url))
+
 
 # --- inbound settings ---------------------------------------------------------------------------
 
@@ -252,13 +187,30 @@ class InboundSettingsUpdate(_ReadOnlyTolerantInput):
     read_only_fields: ClassVar[frozenset[str]] = frozenset({"authentication_token"})
 
     customer_identifier_field: FirehoseIdentityType = Field(
-        default="customer", description="Firehose identity type that identifies the sender"
+        default=DEFAULT_INBOUND.customer_identifier_field,
+        description="Firehose identity type that identifies the sender",
     )
     loyalty_identifier_field: LoyaltyField = Field(
-        default="id", description="loyalty customer attribute it is matched against (`id` = customer id)"
+        default=DEFAULT_INBOUND.loyalty_identifier_field,
+        description="loyalty customer attribute it is matched against (`id` = customer id)",
     )
-    track_audience_data: StrictBool = False
-    auto_subscribe: StrictBool = False
+    track_audience_data: StrictBool = DEFAULT_INBOUND.track_audience_data
+    auto_subscribe: StrictBool = DEFAULT_INBOUND.auto_subscribe
+    max_data_age_hours: Annotated[StrictInt, BeforeValidator(integral)] = Field(
+        default=DEFAULT_INBOUND.max_data_age_hours,
+        json_schema_extra={
+            "anyOf": [{"const": ANY_DATA_AGE_HOURS}, {"minimum": 1, "maximum": MAX_DATA_AGE_HOURS_LIMIT}]
+        },
+        description=f"events older than this many hours when received are not awarded (EVENT_TOO_OLD);"
+        f" {ANY_DATA_AGE_HOURS} accepts any age, else 1 to {MAX_DATA_AGE_HOURS_LIMIT}",
+    )
+
+    @field_validator("max_data_age_hours")
+    @classmethod
+    def _sane_data_age(cls, value: int) -> int:
+        if value != ANY_DATA_AGE_HOURS and not 1 <= value <= MAX_DATA_AGE_HOURS_LIMIT:
+            raise ValueError(f"must be {ANY_DATA_AGE_HOURS} (any age) or 1 to {MAX_DATA_AGE_HOURS_LIMIT}")
+        return value
 
     model_config = _example(
         {
@@ -266,6 +218,7 @@ class InboundSettingsUpdate(_ReadOnlyTolerantInput):
             "loyalty_identifier_field": "email",
             "track_audience_data": True,
             "auto_subscribe": False,
+            "max_data_age_hours": 24,
         }
     )
 
@@ -277,6 +230,7 @@ class InboundSettingsRead(BaseModel):
     loyalty_identifier_field: str
     track_audience_data: bool
     auto_subscribe: bool
+    max_data_age_hours: int
     authentication_token: str | None = Field(
         description="paste into mParticle's `authenticationToken` account setting (with `loyaltyEnvironment` = the"
         " tenant id)"
@@ -366,8 +320,23 @@ class ExternalEventsUpdate(ExternalEventsRead, _Input):
 # --- inbound mappings ---------------------------------------------------------------------------
 
 
+# _event_name_fits_type, stated in the schema: custom_event needs a name; only named types take one.
+_EVENT_NAME_RULES: JsonDict = {
+    "allOf": [
+        {
+            "if": {"properties": {"event_type": {"const": "custom_event"}}, "required": ["event_type"]},
+            "then": {"required": ["event_name"], "properties": {"event_name": {"type": "string"}}},
+        },
+        {
+            "if": {"properties": {"event_type": {"not": {"enum": list[JsonValue](sorted(EVENT_NAME_FIELD))}}}},
+            "then": {"properties": {"event_name": {"type": "null"}}},
+        },
+    ]
+}
+
+
 class InboundMappingItem(_Input):
-    model_config = ConfigDict(from_attributes=True, extra="forbid")
+    model_config = ConfigDict(from_attributes=True, extra="forbid", json_schema_extra=_EVENT_NAME_RULES)
 
     loyalty_event: LoyaltyEvent
     event_type: FirehoseEventType
@@ -375,7 +344,7 @@ class InboundMappingItem(_Input):
         default=None,
         description="required for custom_event; allowed for screen_view, product_action, promotion_action",
     )
-    priority: Annotated[StrictInt, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)] = Field(
+    priority: Annotated[StrictInt, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY), BeforeValidator(integral)] = Field(
         default=0, description="0..1000, lower is processed first"
     )
     attributes: Attributes = Field(

@@ -14,11 +14,11 @@ from proxy.admin.configuration.schemas import (
     TenantCreate,
     TenantCreated,
     TenantRead,
-    error_responses,
 )
 from proxy.dependencies import SessionDep
-from proxy.pagination import DEFAULT_PAGE_LIMIT, CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
-from shared.errors import NotFound, Unprocessable
+from proxy.openapi import error_responses
+from proxy.pagination import DEFAULT_PAGE_LIMIT, CursorQuery, LimitQuery, Page, cursor_position, page_of
+from shared.errors import NotFound
 from shared.tenants.repository import TenantRepository
 
 logger = logging.getLogger(__name__)
@@ -38,15 +38,6 @@ def valid_tenant_id(
 
 
 TenantIdPath = Annotated[str, Depends(valid_tenant_id)]
-
-
-def _tenant_cursor_position(cursor: str | None) -> str | None:
-    if cursor is None:
-        return None
-    position = decode_cursor(cursor)
-    if not (isinstance(position, list) and len(position) == 1 and isinstance(position[0], str)):
-        raise Unprocessable("invalid cursor")
-    return position[0]
 
 
 @router.post(
@@ -72,12 +63,9 @@ async def create_tenant(body: TenantCreate, session: SessionDep) -> TenantCreate
 async def list_tenants(
     session: SessionDep, limit: LimitQuery = DEFAULT_PAGE_LIMIT, cursor: CursorQuery = None
 ) -> Page[TenantRead]:
-    rows = await TenantRepository(session).list_tenants(after_id=_tenant_cursor_position(cursor), limit=limit + 1)
-    page = rows[:limit]
-    next_cursor = encode_cursor([page[-1].id]) if len(rows) > limit else None
-    return Page[TenantRead](
-        items=[TenantRead.model_validate(row, from_attributes=True) for row in page], next_cursor=next_cursor
-    )
+    after_id = cursor_position(cursor, str, boxed=True)
+    rows = await TenantRepository(session).list_tenants(after_id=after_id, limit=limit + 1)
+    return page_of(rows, limit, lambda row: TenantRead.model_validate(row, from_attributes=True), lambda row: [row.id])
 
 
 @router.get(
