@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,11 @@ SAMPLES = Path(__file__).resolve().parent / "data" / "firehose"
 FIREHOSE_PATH = "/mparticle/firehose"
 
 
+def recent_ms(minutes_ago: int = 1) -> int:
+    """An epoch-ms timestamp well within the default max_data_age_hours (24)."""
+    return int(time.time() * 1000) - minutes_ago * 60_000
+
+
 def account(tenant: TenantFixture | str, token: str | None = None) -> dict[str, Any]:
     """The account block mParticle sends for a tenant (its id and, by default, its inbound token)."""
     if isinstance(tenant, str):
@@ -33,12 +39,17 @@ def account(tenant: TenantFixture | str, token: str | None = None) -> dict[str, 
 
 
 def sample(name: str, tenant: TenantFixture | None = None, *, fresh_id: bool = True) -> dict[str, Any]:
-    """A sample from tests/data/firehose with the tenant's account settings (and a fresh request id)."""
+    """A sample from tests/data/firehose with the tenant's account settings (and a fresh request id
+    and recent event timestamps, as mParticle would send it now: the samples date from 2024, older
+    than the default max_data_age_hours)."""
     payload: dict[str, Any] = json.loads((SAMPLES / name).read_text())
     if tenant is not None:
         payload["account"] = account(tenant)
     if fresh_id:
         payload["id"] = str(uuid.uuid4())
+        for event in payload.get("events") or []:
+            if "timestamp_ms" in event:
+                event["timestamp_ms"] = recent_ms()
     return payload
 
 
@@ -50,7 +61,7 @@ def custom_event(name: str, attributes: dict[str, Any] | None = None, **fields: 
     return {
         "type": "custom_event",
         "id": str(uuid.uuid4()),
-        "timestamp_ms": 1714592744066,
+        "timestamp_ms": recent_ms(),
         "name": name,
         "custom_event_type": "other",
         "attributes": attributes or {},
@@ -70,7 +81,7 @@ def event_request(
     return {
         "type": "event_processing_request",
         "id": request_id or str(uuid.uuid4()),
-        "timestamp_ms": 1714592744066,
+        "timestamp_ms": recent_ms(),
         "firehose_version": "3.2.0",
         "account": account(tenant),
         "user_identities": identities if identities is not None else [identity("customer", customer or "C-1")],
@@ -95,6 +106,23 @@ def profile(customer: str, *audiences: tuple[int, str, str]) -> dict[str, Any]:
     return {
         "user_identities": [identity("customer", customer)],
         "audiences": [{"audience_id": aid, "audience_name": name, "action": action} for aid, name, action in audiences],
+    }
+
+
+def dsr_request(tenant: TenantFixture, request_type: str, **identities: str) -> dict[str, Any]:
+    """A dsr_processing_request (GDPR) for the subject with these raw identities (`email=…`)."""
+    return {
+        "type": "dsr_processing_request",
+        "id": str(uuid.uuid4()),
+        "timestamp_ms": recent_ms(),
+        "firehose_version": "3.2.0",
+        "account": account(tenant),
+        "subject_request_id": str(uuid.uuid4()),
+        "subject_request_type": request_type,
+        "submitted_time": 1714592744.067235,
+        "subject_identities": {key: {"encoding": "raw", "value": value} for key, value in identities.items()},
+        "api_version": "3.0",
+        "regulation": "gdpr",
     }
 
 

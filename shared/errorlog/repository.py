@@ -1,4 +1,4 @@
-"""Reading and purging the incoming error log (writing is shared/error_log.record_incoming_error).
+"""Reading and purging the incoming error log (writing is shared.errorlog.writer.record_incoming_error).
 
 A list page is a keyset on (sort key, id) within one tenant: the page after a position holds the
 rows strictly beyond it in (key, id) order. Keys never change once written, so rows that existed
@@ -92,11 +92,37 @@ class IncomingErrorSummary:
     source: str
     created_at: datetime
     logged_at: datetime
+    replayed_at: datetime | None
+    replay_outcome: str | None
     sort_value: str | int | datetime
 
     @property
     def position(self) -> KeysetPosition:
         return KeysetPosition(sort_value=self.sort_value, id=self.id)
+
+
+@dataclass(frozen=True)
+class ReplayableEntry:
+    """What a replay needs of an entry: the request as stored, and when it was received."""
+
+    id: int
+    created_at: datetime
+    payload: Any
+
+
+# Rejected at the door (bad token, malformed JSON, ...) is never a valid request to replay.
+NOT_REPLAYABLE_SOURCES = ("proxy_request",)
+
+
+def replayable_conditions() -> list[ColumnElement[bool]]:
+    """Entries that can be replayed: from a source past the proxy's checks, with a stored payload
+    that is a Firehose request (an object with a `type` and an `id`)."""
+    return [
+        IncomingError.source.not_in(NOT_REPLAYABLE_SOURCES),
+        IncomingError.payload.is_not(None),
+        IncomingError.payload["type"].astext.is_not(None),
+        IncomingError.payload["id"].astext.is_not(None),
+    ]
 
 
 def sort_key(field: SortField) -> ColumnElement[Any]:
@@ -192,6 +218,8 @@ def page_statement(
         IncomingError.source,
         IncomingError.created_at,
         IncomingError.logged_at,
+        IncomingError.replayed_at,
+        IncomingError.replay_outcome,
         sort_key(order.field).label("sort_value"),
     ).where(*conditions)
     key: ColumnElement[Any]
@@ -290,6 +318,26 @@ class IncomingErrorRepository:
         """One entry of the tenant, with its payload; None when absent or another tenant's."""
         statement = select(IncomingError).where(IncomingError.tenant_id == tenant_id, IncomingError.id == error_id)
         return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def replayable_page(
+        self, tenant_id: str, filters: IncomingErrorFilters, *, after_id: int | None, limit: int
+    ) -> list[ReplayableEntry]:
+        """Entries matching `filters` that can be replayed (see replayable_conditions), in id order."""
+        conditions = [IncomingError.tenant_id == tenant_id, *replayable_conditions(), *_filter_conditions(filters)]
+        if after_id is not None:
+            conditions.append(IncomingError.id > after_id)
+        rows = await self.session.execute(
+            select(IncomingError.id, IncomingError.created_at, IncomingError.payload)
+            .where(*conditions)
+            .order_by(IncomingError.id)
+            .limit(limit)
+        )
+        return [ReplayableEntry(*row) for row in rows]
+
+    async def count_replayable(self, tenant_id: str, filters: IncomingErrorFilters) -> int:
+        """How many entries matching `filters` can be replayed."""
+        conditions = [IncomingError.tenant_id == tenant_id, *replayable_conditions(), *_filter_conditions(filters)]
+        return int(await self.session.scalar(select(func.count()).select_from(IncomingError).where(*conditions)) or 0)
 
     async def tenant_exists(self, tenant_id: str) -> bool:
         """Whether the tenant exists (an unknown tenant's log is a 404, not an empty list)."""

@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.models import CustomerList, ListMember
+from shared.vocabulary import ListStatus
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class CustomerListRepository:
         """The list bound to `audience_id`, created (active, named `name`) when there is none."""
         created: CustomerList | None = await self.session.scalar(
             insert(CustomerList)
-            .values(tenant_id=self.tenant_id, audience_id=audience_id, name=name, status="active")
+            .values(tenant_id=self.tenant_id, audience_id=audience_id, name=name, status=ListStatus.ACTIVE)
             .on_conflict_do_nothing(index_elements=[CustomerList.tenant_id, CustomerList.audience_id])
             .returning(CustomerList)
         )
@@ -52,7 +53,7 @@ class CustomerListRepository:
         """Rename the audience's list, creating it when mParticle never announced it."""
         await self.session.execute(
             insert(CustomerList)
-            .values(tenant_id=self.tenant_id, audience_id=audience_id, name=name, status="active")
+            .values(tenant_id=self.tenant_id, audience_id=audience_id, name=name, status=ListStatus.ACTIVE)
             .on_conflict_do_update(
                 index_elements=[CustomerList.tenant_id, CustomerList.audience_id],
                 set_={"name": name, "updated_at": func.now()},

@@ -7,21 +7,23 @@ Firehose request, and loading ORM entities costs about twice the CPU of a Core r
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
 import orjson
-from sqlalchemy import ARRAY, Boolean, DateTime, Table, Text, bindparam, exists, or_, select, text, update
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy import ARRAY, Boolean, DateTime, Table, Text, bindparam, exists, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import TypeEngine
 
+from shared.mapping.inbound import NewCustomer, ProfileChange
 from shared.models import Customer, LedgerEvent, Tenant
+from shared.vocabulary import CustomerStatus
 
-CUSTOMER_ID_FIELD = "id"
+RowT = TypeVar("RowT")
+
 _customer = cast(Table, Customer.__table__)
 _ledger = cast(Table, LedgerEvent.__table__)
 
@@ -47,22 +49,17 @@ class LedgerRecord:
     recorded_at: datetime
 
 
-_CUSTOMER_COLUMNS = (
-    _customer.c.id,
-    _customer.c.status,
-    _customer.c.attributes,
-    _customer.c.created_at,
-    _customer.c.updated_at,
-)
+# The columns a record is read from, in its field order.
+_CUSTOMER_COLUMNS = tuple(_customer.c[field.name] for field in fields(CustomerRecord))
+_LEDGER_COLUMNS = tuple(_ledger.c[field.name] for field in fields(LedgerRecord))
 
 
 def _customer_record(row: Any) -> CustomerRecord:
     return CustomerRecord(row.id, row.status, row.attributes, row.created_at, row.updated_at)
 
 
-@dataclass(frozen=True)
-class NewLedgerEntry:
-    """A ledger row to append for one customer."""
+class NewLedgerEntry(NamedTuple):
+    """A ledger row to append for one customer (shared.mapping.inbound.LedgerDraft is one too)."""
 
     action: str
     data: dict[str, Any]
@@ -71,37 +68,33 @@ class NewLedgerEntry:
     occurred_at: datetime
 
 
-@dataclass(frozen=True)
-class NewLedgerRow:
-    """A ledger row of any customer of any tenant (the batch form of NewLedgerEntry)."""
+class LedgerEntryFields(Protocol):
+    """What a ledger row needs of an entry (NewLedgerEntry, LedgerDraft)."""
+
+    @property
+    def action(self) -> str: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+    @property
+    def source_event_id(self) -> str | None: ...
+    @property
+    def dedupe_key(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+
+
+class NewLedgerRow(NamedTuple):
+    """A ledger row of any customer of any tenant."""
 
     tenant_id: str
     customer_id: str
     request_id: str | None
-    entry: NewLedgerEntry
-
-
-@dataclass(frozen=True)
-class NewCustomer:
-    tenant_id: str
-    id: str
-    status: str
-    attributes: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ProfileChange:
-    """Attributes to merge into a customer's, and whether to activate it."""
-
-    tenant_id: str
-    customer_id: str
-    attributes: dict[str, Any]
-    activate: bool
+    entry: LedgerEntryFields
 
 
 # Each statement below handles any number of rows through unnest() over parallel arrays, so a
 # batch costs one round trip whatever its size.
-_SCALAR_PARAMETERS = frozenset({"source"})
+_SCALAR_PARAMETERS = frozenset({"source", "active"})
 
 
 def _arrays(statement: str, *timestamps: str, booleans: tuple[str, ...] = ()) -> TextClause:
@@ -165,13 +158,13 @@ _PROFILE_CHANGES_SQL = _arrays(
     """
     UPDATE customer AS c
     SET attributes = c.attributes || v.attributes::jsonb,
-        status = CASE WHEN v.activate THEN 'active' ELSE c.status END,
+        status = CASE WHEN v.activate THEN :active ELSE c.status END,
         updated_at = now()
     FROM unnest(:tenant_ids, :ids, :attributes, :activate) AS v(tenant_id, id, attributes, activate)
     WHERE c.tenant_id = v.tenant_id AND c.id = v.id
     """,
     booleans=("activate",),
-)
+).bindparams(active=CustomerStatus.ACTIVE.value)
 
 
 def _json(value: Any) -> str:
@@ -235,65 +228,6 @@ class CustomerRepository:
         ).first()
         return _customer_record(row) if row else None
 
-    async def find_by_identifier(self, loyalty_identifier_field: str, value: str) -> CustomerRecord | None:
-        """The customer whose identifier field (`id`, or an attribute) equals `value`; the oldest one
-        when several share an attribute value."""
-        if loyalty_identifier_field == CUSTOMER_ID_FIELD:
-            return await self.get(value)
-        row = (
-            await self.session.execute(
-                select(*_CUSTOMER_COLUMNS)
-                .where(self._mine(), _customer.c.attributes.contains({loyalty_identifier_field: value}))
-                .order_by(_customer.c.created_at, _customer.c.id)
-                .limit(1)
-            )
-        ).first()
-        return _customer_record(row) if row else None
-
-    async def create_if_absent(self, customer_id: str, status: str, attributes: dict[str, Any]) -> CustomerRecord:
-        """Insert the customer unless its id exists (a concurrent job may have just created it);
-        either way return the stored row."""
-        row = (
-            await self.session.execute(
-                insert(_customer)
-                .values(tenant_id=self.tenant_id, id=customer_id, status=status, attributes=attributes)
-                .on_conflict_do_nothing(index_elements=[_customer.c.tenant_id, _customer.c.id])
-                .returning(*_CUSTOMER_COLUMNS)
-            )
-        ).first()
-        if row is not None:
-            return _customer_record(row)
-        existing = await self.get(customer_id)
-        if existing is None:  # deleted between the two statements: practically never
-            raise LookupError(f"customer {customer_id} vanished while being created")
-        return existing
-
-    async def append_ledger_entries(
-        self, customer_id: str, entries: Sequence[NewLedgerEntry], *, request_id: str | None, source: str
-    ) -> set[str]:
-        """Append entries in order with one statement; returns the dedupe keys actually inserted
-        (entries already recorded are skipped)."""
-        rows = [NewLedgerRow(self.tenant_id, customer_id, request_id, entry) for entry in entries]
-        return {dedupe_key for _, dedupe_key in await append_ledger_rows(self.session, rows, source=source)}
-
-    async def apply_profile_changes(self, customer_id: str, attributes: dict[str, Any], *, activate: bool) -> None:
-        """Merge `attributes` into the customer's (top-level keys replaced) and activate it if asked."""
-        values: dict[str, Any] = {}
-        if attributes:
-            values["attributes"] = _customer.c.attributes.op("||")(bindparam("merged", attributes, type_=JSONB))
-        if activate:
-            values["status"] = "active"
-        if values:
-            await self.session.execute(
-                update(_customer).where(self._mine(), _customer.c.id == customer_id).values(values)
-            )
-
-    async def erase_attributes(self, customer_id: str) -> None:
-        """Forget a customer's attributes (data subject erasure); the write-once ledger stays."""
-        await self.session.execute(
-            update(_customer).where(self._mine(), _customer.c.id == customer_id).values(attributes={})
-        )
-
     async def page(
         self,
         *,
@@ -318,16 +252,9 @@ class CustomerRepository:
 
     async def ledger_page(self, customer_id: str, *, limit: int, after_id: int | None = None) -> list[LedgerRecord]:
         """A customer's ledger in recorded order."""
-        query = select(
-            _ledger.c.id,
-            _ledger.c.action,
-            _ledger.c.data,
-            _ledger.c.source,
-            _ledger.c.request_id,
-            _ledger.c.source_event_id,
-            _ledger.c.occurred_at,
-            _ledger.c.recorded_at,
-        ).where(_ledger.c.tenant_id == self.tenant_id, _ledger.c.customer_id == customer_id)
+        query = select(*_LEDGER_COLUMNS).where(
+            _ledger.c.tenant_id == self.tenant_id, _ledger.c.customer_id == customer_id
+        )
         if after_id is not None:
             query = query.where(_ledger.c.id > after_id)
         rows = await self.session.execute(query.order_by(_ledger.c.id).limit(limit))
@@ -368,28 +295,36 @@ class CustomerBatchRepository:
 
     async def create_if_absent(self, customers: Sequence[NewCustomer]) -> None:
         """Insert customers whose (tenant_id, id) does not exist yet; others are left as they are."""
-        if customers:
-            ordered = sorted(customers, key=lambda customer: (customer.tenant_id, customer.id))  # one lock order
-            await self.session.execute(
-                _CREATE_CUSTOMERS_SQL,
-                {
-                    "tenant_ids": [customer.tenant_id for customer in ordered],
-                    "ids": [customer.id for customer in ordered],
-                    "statuses": [customer.status for customer in ordered],
-                    "attributes": [_json(customer.attributes) for customer in ordered],
-                },
-            )
+        await self._execute_in_lock_order(
+            _CREATE_CUSTOMERS_SQL,
+            [(customer.tenant_id, customer.id, customer) for customer in customers],
+            {
+                "statuses": lambda customer: customer.status,
+                "attributes": lambda customer: _json(customer.attributes),
+            },
+        )
 
     async def apply_profile_changes(self, changes: Sequence[ProfileChange]) -> None:
         """Merge attributes into, and activate, many customers (one change per customer)."""
-        if changes:
-            ordered = sorted(changes, key=lambda change: (change.tenant_id, change.customer_id))  # one lock order
-            await self.session.execute(
-                _PROFILE_CHANGES_SQL,
-                {
-                    "tenant_ids": [change.tenant_id for change in ordered],
-                    "ids": [change.customer_id for change in ordered],
-                    "attributes": [_json(change.attributes) for change in ordered],
-                    "activate": [change.activate for change in ordered],
-                },
-            )
+        await self._execute_in_lock_order(
+            _PROFILE_CHANGES_SQL,
+            [(change.tenant_id, change.customer_id, change) for change in changes],
+            {"attributes": lambda change: _json(change.attributes), "activate": lambda change: change.activate},
+        )
+
+    async def _execute_in_lock_order(
+        self,
+        statement: TextClause,
+        rows: Sequence[tuple[str, str, RowT]],
+        arrays: Mapping[str, Callable[[RowT], Any]],
+    ) -> None:
+        """Run an array statement over (tenant_id, customer id, row) rows sorted by customer, so that
+        concurrent batches lock customers in one order (no deadlock): `tenant_ids` and `ids` plus
+        one array per entry of `arrays`."""
+        if not rows:
+            return
+        ordered = sorted(rows, key=lambda row: (row[0], row[1]))
+        parameters = {"tenant_ids": [row[0] for row in ordered], "ids": [row[1] for row in ordered]}
+        for name, value_of in arrays.items():
+            parameters[name] = [value_of(row[2]) for row in ordered]
+        await self.session.execute(statement, parameters)

@@ -8,7 +8,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict
 
 from shared.inbound.schemas import FIREHOSE_VERSION, MessageType
-from shared.vocabulary import FIREHOSE_EVENT_TYPES, FIREHOSE_IDENTITY_TYPES
+from shared.mapping.inbound import ANY_DATA_AGE_HOURS
+from shared.vocabulary import FIREHOSE_EVENT_TYPES, FIREHOSE_IDENTITY_TYPES, DataSubjectRequestType
 
 INTEGRATION_NAME = "Loyalty Bridge"
 INTEGRATION_VERSION = "1.0"
@@ -20,7 +21,10 @@ TENANT_SETTING_ID = "loyaltyEnvironment"
 TOKEN_SETTING_ID = "authenticationToken"
 # runtime_environment.type values (firehose.md §4.3); declaring all of them accepts every platform.
 RUNTIME_ENVIRONMENTS = ("unknown", "android", "ios", "tvos", "mobileweb", "roku", "xbox", "firetv", "alexa", "smarttv")
-MAX_DATA_AGE_HOURS = 24
+# The module accepts data of any age: each tenant's max_data_age_hours (inbound settings, 24 by
+# default) is applied by the worker, so mParticle must not drop older data before it arrives.
+MAX_DATA_AGE_HOURS = ANY_DATA_AGE_HOURS
+SUPPORTED_DSR_TYPES = tuple(DataSubjectRequestType)
 
 
 class ResponseModel(BaseModel):
@@ -85,6 +89,11 @@ class AudienceProcessingRegistration(ResponseModel):
     account_settings: list[AccountSetting]
 
 
+class DsrProcessingRegistration(ResponseModel):
+    account_settings: list[AccountSetting]
+    supported_dsr_types: list[str]
+
+
 class ModuleRegistrationResponse(FirehoseResponse):
     type: Literal["module_registration_response"] = "module_registration_response"
     sdk_version: str = FIREHOSE_VERSION
@@ -94,6 +103,7 @@ class ModuleRegistrationResponse(FirehoseResponse):
     permissions: Permissions
     event_processing_registration: EventProcessingRegistration
     audience_processing_registration: AudienceProcessingRegistration
+    dsr_processing_registration: DsrProcessingRegistration
 
 
 _ACKNOWLEDGEMENTS: dict[MessageType, type[FirehoseResponse]] = {
@@ -135,30 +145,36 @@ _ACKNOWLEDGEMENT_TYPES: dict[type[FirehoseResponse], bytes] = {
 }
 
 
+# The two account settings, visible and required: (id, name, description, confidential).
+_ACCOUNT_SETTINGS = (
+    (
+        TENANT_SETTING_ID,
+        "Loyalty Environment",
+        "Your loyalty environment (tenant id), as shown in the bridge's admin API",
+        False,
+    ),
+    (
+        TOKEN_SETTING_ID,
+        "Loyalty Authentication Token",
+        "The authentication token shown in the inbound settings of your loyalty environment",
+        True,
+    ),
+)
+
+
 def _account_settings() -> list[AccountSetting]:
     return [
         AccountSetting(
-            id=TENANT_SETTING_ID,
-            name="Loyalty Environment",
-            description="Your loyalty environment (tenant id), as shown in the bridge's admin API",
-            visible=True,
-            required=True,
-            confidential=False,
-        ),
-        AccountSetting(
-            id=TOKEN_SETTING_ID,
-            name="Loyalty Authentication Token",
-            description="The authentication token shown in the inbound settings of your loyalty environment",
-            visible=True,
-            required=True,
-            confidential=True,
-        ),
+            id=setting_id, name=name, description=description, visible=True, required=True, confidential=confidential
+        )
+        for setting_id, name, description, confidential in _ACCOUNT_SETTINGS
     ]
 
 
 def registration_response(request_id: str, now_ms: int) -> ModuleRegistrationResponse:
     """The module registration: raw user identities, mpid, user attributes, every event type,
-    audiences, and the two account settings that name the tenant and carry its token."""
+    audiences, data subject requests, and the two account settings that name the tenant and carry
+    its token."""
     identity_types = sorted(FIREHOSE_IDENTITY_TYPES - {"mpid"})
     return ModuleRegistrationResponse(
         id=request_id,
@@ -178,4 +194,7 @@ def registration_response(request_id: str, now_ms: int) -> ModuleRegistrationRes
             max_data_age_hours=MAX_DATA_AGE_HOURS,
         ),
         audience_processing_registration=AudienceProcessingRegistration(account_settings=_account_settings()),
+        dsr_processing_registration=DsrProcessingRegistration(
+            account_settings=_account_settings(), supported_dsr_types=list(SUPPORTED_DSR_TYPES)
+        ),
     )

@@ -22,4 +22,6 @@ def echo_flags() -> dict[str, str]:
 def is_echo(event: Mapping[str, Any]) -> bool:
     """Whether a Firehose event is one the bridge itself sent to mParticle."""
     flags = event.get("custom_flags")
+    if flags is None:  # the common case, decided without an ABC isinstance check
+        return False
     return isinstance(flags, Mapping) and flags.get(ECHO_FLAG) == ECHO_FLAG_VALUE

@@ -10,12 +10,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
+from shared.mapping.echo import is_echo
 from shared.mapping.templates import render_attributes
-from shared.vocabulary import EVENT_NAME_FIELD
+from shared.vocabulary import EVENT_NAME_FIELD, CustomerStatus
 
 OPT_IN_ACTION = "opt_in"
 PROFILE_ACTION = "profile"
@@ -26,6 +27,10 @@ CUSTOMER_ID_FIELD = "id"
 MPID_FIELD = "mpid"
 RAW_ENCODING = "raw"
 MAX_CUSTOMER_ID_LENGTH = 128
+# max_data_age_hours: events older than this (relative to the request's receipt) are not awarded.
+DEFAULT_MAX_DATA_AGE_HOURS = 24
+ANY_DATA_AGE_HOURS = -1
+MAX_DATA_AGE_HOURS_LIMIT = 87_600  # ten years
 # Namespace of generated customer ids: uuid5(namespace, "<tenant>/<field>/<value>").
 CUSTOMER_ID_NAMESPACE = uuid.UUID("6f1c1f8e-52a4-4c8f-9a53-0c6b2f7a9d11")
 
@@ -69,9 +74,9 @@ def request_priority(mappings: Sequence[MappingRule], events: Iterable[Mapping[s
     return lowest
 
 
-@dataclass(frozen=True)
-class LedgerDraft:
-    """One loyalty event to record, before the customer is known."""
+class LedgerDraft(NamedTuple):
+    """One loyalty event to record, before the customer is known. (A named tuple: the worker makes
+    one per mapped event, and a frozen dataclass costs several times as much to build.)"""
 
     action: str
     data: dict[str, Any]
@@ -97,25 +102,75 @@ def timestamp_ms_to_datetime(value: Any) -> datetime | None:
         return None
 
 
-def plan_ledger_entries(
+def oldest_accepted(received_at: datetime, max_data_age_hours: int) -> datetime | None:
+    """The oldest occurred_at a request received at `received_at` may award; None for any age."""
+    if max_data_age_hours == ANY_DATA_AGE_HOURS:
+        return None
+    return received_at - timedelta(hours=max_data_age_hours)
+
+
+def is_too_old(occurred_at: datetime, received_at: datetime, max_data_age_hours: int) -> bool:
+    """Whether an event that occurred at `occurred_at` is older than the tenant accepts
+    (`max_data_age_hours` before the request was received; ANY_DATA_AGE_HOURS accepts all)."""
+    oldest = oldest_accepted(received_at, max_data_age_hours)
+    return oldest is not None and occurred_at < oldest
+
+
+@dataclass(frozen=True)
+class EventRequestPlan:
+    """What an event request yields: ledger drafts in ledger order, and the events left out."""
+
+    drafts: list[LedgerDraft]
+    # Events a mapping matched but older than max_data_age_hours: not awarded (EVENT_TOO_OLD).
+    too_old_events: int = 0
+    # Events the bridge itself sent to mParticle (shared.mapping.echo), dropped before mapping.
+    echo_events: int = 0
+
+
+def _matching_mappings(
+    candidates: Sequence[tuple[int, MappingRule]], event: Mapping[str, Any]
+) -> list[tuple[int, MappingRule]]:
+    """mapping_matches over the mappings of the event's type (with their positions), the event's
+    name looked up once."""
+    if not candidates:
+        return []
+    name = event_name_of(event)
+    return [(position, m) for position, m in candidates if m.event_name is None or m.event_name == name]
+
+
+def plan_event_request(
     message: Mapping[str, Any],
     mappings: Sequence[MappingRule],
     *,
     request_id: str,
     received_at: datetime,
-) -> list[LedgerDraft]:
+    max_data_age_hours: int = ANY_DATA_AGE_HOURS,
+) -> EventRequestPlan:
     """Every matching mapping of every event yields one entry; ascending priority, ties in event
     order (then mapping order). occurred_at is the event's timestamp, else the message's, else
-    when the request was received."""
+    when the request was received. Echoed events and events too old are left out (counted);
+    the others keep their position in the message, so dedupe keys never shift."""
     message_time = timestamp_ms_to_datetime(message.get("timestamp_ms")) or received_at
+    oldest = oldest_accepted(received_at, max_data_age_hours)
+    by_type: dict[Any, list[tuple[int, MappingRule]]] = {}
+    for position, mapping in enumerate(mappings):
+        by_type.setdefault(mapping.event_type, []).append((position, mapping))
     events = message.get("events") or []
     ordered: list[tuple[int, int, int, LedgerDraft]] = []
+    too_old = echoes = 0
     for event_index, event in enumerate(events):
-        event_id = event.get("id") if isinstance(event.get("id"), str) else None
+        if is_echo(event):
+            echoes += 1
+            continue
+        matching = _matching_mappings(by_type.get(event.get("type"), ()), event)
+        if not matching:
+            continue
         occurred_at = timestamp_ms_to_datetime(event.get("timestamp_ms")) or message_time
-        for position, mapping in enumerate(mappings):
-            if not mapping_matches(mapping, event):
-                continue
+        if oldest is not None and occurred_at < oldest:
+            too_old += 1
+            continue
+        event_id = event.get("id") if isinstance(event.get("id"), str) else None
+        for position, mapping in matching:
             draft = LedgerDraft(
                 action=mapping.loyalty_event,
                 data=render_attributes(mapping.attributes, event, message),
@@ -126,7 +181,18 @@ def plan_ledger_entries(
             )
             ordered.append((mapping.priority, event_index, position, draft))
     ordered.sort(key=lambda item: item[:3])
-    return [draft for *_, draft in ordered]
+    return EventRequestPlan([draft for *_, draft in ordered], too_old_events=too_old, echo_events=echoes)
+
+
+def plan_ledger_entries(
+    message: Mapping[str, Any],
+    mappings: Sequence[MappingRule],
+    *,
+    request_id: str,
+    received_at: datetime,
+) -> list[LedgerDraft]:
+    """The drafts of plan_event_request, whatever the events' age."""
+    return plan_event_request(message, mappings, request_id=request_id, received_at=received_at).drafts
 
 
 @dataclass(frozen=True)
@@ -208,15 +274,107 @@ def identifier_attributes(loyalty_identifier_field: str, identifier: str) -> dic
     return {} if loyalty_identifier_field == CUSTOMER_ID_FIELD else {loyalty_identifier_field: identifier}
 
 
-def merged_profile_attributes(drafts: Sequence[LedgerDraft], recorded_keys: Collection[str]) -> dict[str, Any]:
-    """Attributes of the recorded opt_in/profile entries, merged in ledger order (later wins)."""
-    merged: dict[str, Any] = {}
-    for draft in drafts:
-        if draft.action in PROFILE_MERGING_ACTIONS and draft.dedupe_key in recorded_keys:
-            merged.update(draft.data)
-    return merged
+# (tenant_id, loyalty identifier field, identifier value): how a sender is looked up.
+SenderKey = tuple[str, str, str]
+# (tenant_id, customer id)
+CustomerKey = tuple[str, str]
 
 
-def records_opt_in(drafts: Sequence[LedgerDraft], recorded_keys: Collection[str]) -> bool:
-    """Whether an opt_in entry was recorded (which activates an inactive customer)."""
-    return any(draft.action == OPT_IN_ACTION and draft.dedupe_key in recorded_keys for draft in drafts)
+@dataclass(frozen=True)
+class KnownCustomer:
+    id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class CustomerNeed:
+    """A sender (event request or audience member) to resolve, with what may create it."""
+
+    sender: SenderKey
+    yields_opt_in: bool
+    auto_subscribe: bool
+    # False for look-ups only (removing a member from a list never creates a customer).
+    may_create: bool = True
+
+
+@dataclass(frozen=True)
+class NewCustomer:
+    tenant_id: str
+    id: str
+    status: CustomerStatus
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CustomerDecisions:
+    """Per need (same order): the customer id, or None when it is unknown and may not be created;
+    and the customers to create (first creator decides the status)."""
+
+    customer_ids: list[str | None]
+    to_create: list[NewCustomer]
+
+
+def decide_customers(needs: Sequence[CustomerNeed], found: Mapping[SenderKey, KnownCustomer]) -> CustomerDecisions:
+    """decide_customer for each need in order: a customer created by an earlier need is known to
+    the later ones."""
+    known = dict(found)
+    created: dict[SenderKey, NewCustomer] = {}
+    customer_ids: list[str | None] = []
+    for need in needs:
+        current = known.get(need.sender)
+        if current is None and not need.may_create:
+            customer_ids.append(None)
+            continue
+        action = decide_customer(
+            current.status if current else None, yields_opt_in=need.yields_opt_in, auto_subscribe=need.auto_subscribe
+        )
+        if action is CustomerAction.REJECT:
+            customer_ids.append(None)
+            continue
+        if current is None:
+            tenant_id, field_name, value = need.sender
+            status = CustomerStatus.ACTIVE if action is CustomerAction.CREATE_ACTIVE else CustomerStatus.INACTIVE
+            new = NewCustomer(
+                tenant_id,
+                new_customer_id(tenant_id, field_name, value),
+                status,
+                identifier_attributes(field_name, value),
+            )
+            created[need.sender] = new
+            current = known[need.sender] = KnownCustomer(new.id, status)
+        customer_ids.append(current.id)
+    return CustomerDecisions(customer_ids, list(created.values()))
+
+
+@dataclass(frozen=True)
+class ProfileChange:
+    """Attributes to merge into a customer's (top-level keys replaced), and whether to activate it."""
+
+    tenant_id: str
+    customer_id: str
+    attributes: dict[str, Any]
+    activate: bool
+
+
+def profile_changes(
+    ledger: Sequence[tuple[CustomerKey, Sequence[LedgerDraft]]],
+    recorded: Collection[tuple[str, str]],
+    statuses: Mapping[CustomerKey, str],
+) -> list[ProfileChange]:
+    """Per customer, from its drafts in ledger order: the attributes of the opt_in/profile entries
+    actually recorded (`recorded` holds their (tenant_id, dedupe_key)) merged, later ones winning;
+    and activation when a recorded opt_in meets a customer not `active` (per `statuses`).
+    Entries already recorded before change nothing: re-processing is harmless."""
+    merged: dict[CustomerKey, dict[str, Any]] = {}
+    activate: set[CustomerKey] = set()
+    for customer, drafts in ledger:
+        for draft in drafts:
+            if draft.action not in PROFILE_MERGING_ACTIONS or (customer[0], draft.dedupe_key) not in recorded:
+                continue
+            merged.setdefault(customer, {}).update(draft.data)
+            if draft.action == OPT_IN_ACTION and statuses.get(customer) != CustomerStatus.ACTIVE:
+                activate.add(customer)
+    return [
+        ProfileChange(customer[0], customer[1], merged.get(customer, {}), customer in activate)
+        for customer in dict.fromkeys([*merged, *activate])
+    ]

@@ -15,6 +15,7 @@ A reference that resolves to nothing omits the attribute, also inside interpolat
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -26,6 +27,8 @@ EVENT_PREFIX: Final = "event."
 BATCH_PREFIX: Final = "batch."
 
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+# dict first: decoded JSON objects are dicts, and an ABC isinstance check is slow on the hot path.
+_MAPPINGS = (dict, Mapping)
 
 
 class _Missing:
@@ -42,17 +45,17 @@ def walk_path(root: Any, path: str) -> Any:
     """Follow a dotted path through objects (by key) and lists (by index); MISSING when it breaks."""
     current = root
     for segment in path.split("."):
-        if isinstance(current, Mapping):
-            if segment not in current:
-                return MISSING
-            current = current[segment]
-        elif isinstance(current, list):
+        if isinstance(current, list):  # before the Mapping ABC check, which is slow
             if not (segment.isascii() and segment.isdigit()):
                 return MISSING
             index = int(segment)
             if index >= len(current):
                 return MISSING
             current = current[index]
+        elif isinstance(current, _MAPPINGS):
+            if segment not in current:
+                return MISSING
+            current = current[segment]
         else:
             return MISSING
     return current
@@ -66,7 +69,7 @@ def resolve_reference(reference: str, event: Mapping[str, Any], batch: Mapping[s
     if reference.startswith(BATCH_PREFIX):
         return walk_path(batch, reference[len(BATCH_PREFIX) :])
     attributes = event.get("attributes")
-    if isinstance(attributes, Mapping) and reference in attributes:
+    if isinstance(attributes, _MAPPINGS) and reference in attributes:
         return attributes[reference]
     if reference in event:
         return event[reference]
@@ -82,27 +85,47 @@ def _as_text(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+# A parsed template: the reference of a whole-value template, or (text before, reference) pairs
+# and the trailing text.
+_Parsed = str | tuple[tuple[tuple[str, str], ...], str]
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_template(template: str) -> _Parsed:
+    """Parse once per distinct template (the worker renders the same few for every event)."""
+    whole = _PLACEHOLDER.fullmatch(template)
+    if whole is not None and whole.group(1).strip():
+        return whole.group(1).strip()
+    pieces: list[tuple[str, str]] = []
+    position = 0
+    for match in _PLACEHOLDER.finditer(template):
+        if not match.group(1).strip():
+            continue  # "{ }" is text, not a reference
+        pieces.append((template[position : match.start()], match.group(1).strip()))
+        position = match.end()
+    return tuple(pieces), template[position:]
+
+
 def render_template(template: Any, resolve: Callable[[str], Any]) -> Any:
     """Render one template value, looking references up with `resolve` (which answers MISSING for
     what is not there); MISSING when a reference in the template resolves to nothing."""
     if not isinstance(template, str):
         return template
-    whole = _PLACEHOLDER.fullmatch(template)
-    if whole is not None and whole.group(1).strip():
-        return resolve(whole.group(1).strip())
-    pieces: list[str] = []
-    position = 0
-    for match in _PLACEHOLDER.finditer(template):
-        if not match.group(1).strip():
-            continue  # "{ }" is text, not a reference
-        value = resolve(match.group(1).strip())
+    parsed = _parse_template(template)
+    if isinstance(parsed, str):
+        return resolve(parsed)
+    references, tail = parsed
+    if not references:
+        return template
+    texts: list[str] = []
+    for text, reference in references:
+        value = resolve(reference)
         if value is MISSING:
             return MISSING
-        pieces.append(template[position : match.start()])
-        pieces.append(_as_text(value))
-        position = match.end()
-    pieces.append(template[position:])
-    return "".join(pieces)
+        texts.append(text)
+        texts.append(_as_text(value))
+    texts.append(tail)
+    return "".join(texts)
 
 
 def render_value(template: Any, event: Mapping[str, Any], batch: Mapping[str, Any]) -> Any:

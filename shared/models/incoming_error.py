@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, DateTime, ForeignKey, Index, String, Text, func, literal_column
+from sqlalchemy import BigInteger, ColumnElement, DateTime, ForeignKey, Index, String, Text, func, literal_column, text
 from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -35,6 +35,9 @@ class IncomingError(Base):
     # The request as received (plain JSON keeps its key order for the download), with
     # account_settings.authenticationToken redacted.
     payload: Mapped[Any | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    # Set by the worker when an operator's replay of the entry was applied (CONTRACT §8).
+    replayed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    replay_outcome: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 def request_id_sort_key() -> ColumnElement[str]:
@@ -71,6 +74,16 @@ Index(
     IncomingError.source,
     IncomingError.logged_at,
     IncomingError.id,
+)
+# Daily summaries (one row per tenant, code and UTC day, created_at = the day's start) are upserted.
+DAILY_SUMMARY_CODES = ("ECHO_DROPPED",)
+Index(
+    "uq_incoming_error_daily_summary",
+    IncomingError.tenant_id,
+    IncomingError.error_code,
+    IncomingError.created_at,
+    unique=True,
+    postgresql_where=text("error_code IN ('ECHO_DROPPED')"),
 )
 # Case-insensitive substring search on message (ILIKE '%…%').
 Index(

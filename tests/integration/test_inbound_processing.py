@@ -3,14 +3,18 @@ worker applies them against real Redis and PostgreSQL, results are read through 
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select
+from redis.asyncio import Redis
+from sqlalchemy import delete, func, select, text
 
-from shared.mapping.inbound import CUSTOMER_ID_NAMESPACE
+from shared.inbound.customers import CustomerBatchRepository
+from shared.mapping.inbound import CUSTOMER_ID_NAMESPACE, NewCustomer
 from shared.models import LedgerEvent, OutboundSettings, ProcessedRequest
+from shared.queues.firehose import FirehoseQueue
 from tests.factories import make_tenant
 from tests.inbound_helpers import (
     AdminReader,
@@ -22,13 +26,14 @@ from tests.inbound_helpers import (
     membership_request,
     post_firehose,
     profile,
+    recent_ms,
     refresh_configs,
     subscription_request,
 )
 
 PURCHASE_EVENT = {
     "type": "product_action",
-    "timestamp_ms": 1714592744066,
+    "timestamp_ms": recent_ms(),
     "action": "purchase",
     "transaction_id": "T-1",
     "total_amount": 11,
@@ -164,7 +169,7 @@ async def test_mappings_of_several_priorities_apply_in_order(
             {"loyalty_event": "redeem", "event_type": "custom_event", "event_name": "redeem", "priority": 20},
         ],
     )
-    screen = {"type": "screen_view", "id": "s1", "timestamp_ms": 1714592744066, "screen_name": "Home"}
+    screen = {"type": "screen_view", "id": "s1", "timestamp_ms": recent_ms(), "screen_name": "Home"}
     events = [screen, custom_event("redeem"), PURCHASE_EVENT | {"id": "p1"}]
     await send(event_request(tenant, *events, customer="C-order"))
     await drain_queue()
@@ -193,8 +198,9 @@ async def test_templates_render_typed_interpolated_literal_dotted_and_missing(
         "coupon": "{coupon_code}",
         "coupon_text": "coupon {coupon_code}",
     }
+    # An event from 2024: awarded because this tenant accepts data of any age.
     tenant = await new_tenant(
-        inbound={"auto_subscribe": True},
+        inbound={"auto_subscribe": True, "max_data_age_hours": -1},
         inbound_mappings=[{"loyalty_event": "purchase", "event_type": "product_action", "attributes": templates}],
     )
     purchase = PURCHASE_EVENT | {"id": "p-templ", "timestamp_ms": 1714000000000}
@@ -235,9 +241,9 @@ async def test_identifier_attribute_finds_and_creates_customers(
         inbound_mappings=[REDEEM],
     )
     async with sessionmaker() as session:
-        from shared.inbound.customers import CustomerRepository
-
-        await CustomerRepository(session, tenant.id).create_if_absent("M-1", "active", {"email": "known@example.com"})
+        await CustomerBatchRepository(session).create_if_absent(
+            [NewCustomer(tenant.id, "M-1", "active", {"email": "known@example.com"})]
+        )
         await session.commit()
     for email in ("known@example.com", "new@example.com"):
         await send(event_request(tenant, custom_event("redeem"), identities=[identity("email", email)]))
@@ -303,12 +309,26 @@ async def test_unexpected_failure_is_logged_and_leaves_nothing_half_done(
 ) -> None:
     mapping = REDEEM | {"attributes": {"note": "{note}"}}
     tenant = await new_tenant(inbound={"auto_subscribe": True}, inbound_mappings=[mapping])
-    # PostgreSQL's jsonb refuses the NUL character: the ledger insert fails after the customer insert.
-    bad = event_request(tenant, custom_event("redeem", {"note": "a\u0000b"}), customer="C-fail")
+    # A constraint of this test's tenant makes the ledger insert fail after the customer insert.
+    constraint = f"test_refuses_boom_{tenant.id.replace('-', '_')}"
+    async with sessionmaker() as session:
+        await session.execute(
+            text(
+                f"ALTER TABLE ledger_event ADD CONSTRAINT {constraint} "
+                f"CHECK (tenant_id <> '{tenant.id}' OR data->>'note' IS DISTINCT FROM 'boom') NOT VALID"
+            )
+        )
+        await session.commit()
+    bad = event_request(tenant, custom_event("redeem", {"note": "boom"}), customer="C-fail")
     good = event_request(tenant, custom_event("redeem", {"note": "fine"}), customer="C-fine")
-    await send(bad)
-    await send(good)  # queued behind it, in the same batch
-    await drain_queue()
+    try:
+        await send(bad)
+        await send(good)  # queued behind it, in the same batch
+        await drain_queue()
+    finally:
+        async with sessionmaker() as session:
+            await session.execute(text(f"ALTER TABLE ledger_event DROP CONSTRAINT {constraint}"))
+            await session.commit()
     entries = await logged_errors(sessionmaker, tenant.id)
     assert [(e.source, e.error_code, e.request_id) for e in entries] == [
         ("engine_processing", "PROCESSING_FAILED", bad["id"])
@@ -501,3 +521,32 @@ async def test_dsr_erasure_clears_the_customers_attributes(new_tenant, send, dra
     await drain_queue()
     assert (await reader.customer("C-gdpr"))["attributes"] == {}
     assert len(await reader.ledger("C-gdpr")) == 1, "the write-once ledger stays"
+
+
+async def test_nul_characters_are_replaced_not_lost(
+    new_tenant, settings, drain_queue, client, admin_headers, sessionmaker
+) -> None:
+    mapping = PROFILE | {"attributes": {"note": "{note}"}}
+    tenant = await new_tenant(inbound={"auto_subscribe": True}, inbound_mappings=[mapping])
+    # PostgreSQL text and jsonb refuse U+0000: the worker stores U+FFFD instead, and says so. Queued
+    # directly: whatever the proxy lets through, the worker must not lose the request.
+    payload = event_request(
+        tenant, custom_event("profile_update", {"note": "a\u0000b", "k\u0000": 1}), customer="C-nul"
+    )
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        queue = FirehoseQueue(redis, settings.queue_name)
+        body = json.dumps(payload)
+        assert await queue.enqueue(
+            tenant_id=tenant.id, request_id=payload["id"], body=body, received_at_ms=recent_ms(0), priority=0
+        )
+    finally:
+        await redis.aclose()
+    await drain_queue()
+    reader = reader_for(client, admin_headers, tenant)
+    [entry] = await reader.ledger("C-nul")
+    assert entry["data"] == {"note": "a\ufffdb"}
+    assert (await reader.customer("C-nul"))["attributes"] == {"note": "a\ufffdb"}
+    [logged] = await logged_errors(sessionmaker, tenant.id)
+    assert (logged.source, logged.error_code, logged.request_id) == ("engine_request", "NUL_REPLACED", payload["id"])
+    assert logged_payload(logged)["events"][0]["attributes"] == {"note": "a\ufffdb", "k\ufffd": 1}

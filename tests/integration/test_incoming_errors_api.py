@@ -18,7 +18,17 @@ from tests.factories import make_tenant
 
 BASE_AT = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 SORT_FIELDS = ("id", "request_id", "error_code", "message", "source", "created_at", "logged_at")
-ITEM_FIELDS = {"id", "request_id", "error_code", "message", "source", "created_at", "logged_at"}
+ITEM_FIELDS = {
+    "id",
+    "request_id",
+    "error_code",
+    "message",
+    "source",
+    "created_at",
+    "logged_at",
+    "replayed_at",
+    "replay_outcome",
+}
 
 
 @dataclass(frozen=True)

@@ -243,8 +243,13 @@ def test_registration_response_shape() -> None:
 
     events = response["event_processing_registration"]
     assert set(events["supported_event_types"]) == FIREHOSE_EVENT_TYPES
+    # Any age: each tenant's own max_data_age_hours is applied by the worker.
+    assert events["max_data_age_hours"] == -1
     audiences = response["audience_processing_registration"]
-    for registration in (events, audiences):
+    dsr = response["dsr_processing_registration"]
+    assert dsr["supported_dsr_types"] == ["erasure", "access", "portability"]
+    assert set(dsr) <= set(sample["dsr_processing_registration"])
+    for registration in (events, audiences, dsr):
         settings = {setting["id"]: setting for setting in registration["account_settings"]}
         assert settings["loyaltyEnvironment"] | {"name": "", "description": ""} == {
             "type": "text",

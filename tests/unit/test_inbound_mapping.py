@@ -9,20 +9,27 @@ from typing import Any
 
 import pytest
 
+from shared.mapping.echo import ECHO_FLAG, ECHO_FLAG_VALUE
 from shared.mapping.inbound import (
     CUSTOMER_ID_NAMESPACE,
     CustomerAction,
+    CustomerNeed,
+    KnownCustomer,
     LedgerDraft,
+    NewCustomer,
+    ProfileChange,
     decide_customer,
+    decide_customers,
     event_name_of,
     find_identifier,
     identifier_attributes,
+    is_too_old,
     ledger_dedupe_key,
     mapping_matches,
-    merged_profile_attributes,
     new_customer_id,
+    plan_event_request,
     plan_ledger_entries,
-    records_opt_in,
+    profile_changes,
     request_priority,
     resolve_identifier,
     timestamp_ms_to_datetime,
@@ -350,32 +357,224 @@ def _draft(action: str, key: str, **data: Any) -> LedgerDraft:
     return LedgerDraft(action, data, None, key, RECEIVED_AT, 0)
 
 
+T = "t1"
+
+
 @pytest.mark.parametrize(
-    ("drafts", "recorded", "merged", "opt_in"),
+    ("ledger", "recorded", "statuses", "expected"),
     [
-        pytest.param([], set(), {}, False, id="nothing"),
-        pytest.param([_draft("purchase", "k1", a=1)], {"k1"}, {}, False, id="other-actions-not-merged"),
-        pytest.param([_draft("profile", "k1", a=1)], {"k1"}, {"a": 1}, False, id="profile"),
-        pytest.param([_draft("opt_in", "k1", a=1)], {"k1"}, {"a": 1}, True, id="opt-in"),
-        pytest.param([_draft("opt_in", "k1", a=1)], set(), {}, False, id="not-recorded-twice"),
+        pytest.param([], set(), {}, [], id="nothing"),
         pytest.param(
-            [_draft("profile", "k1", a=1, b=1), _draft("opt_in", "k2", b=2, c=2)],
-            {"k1", "k2"},
-            {"a": 1, "b": 2, "c": 2},
-            True,
+            [((T, "c1"), [_draft("purchase", "k1", a=1)])], {(T, "k1")}, {}, [], id="other-actions-not-merged"
+        ),
+        pytest.param(
+            [((T, "c1"), [_draft("profile", "k1", a=1)])],
+            {(T, "k1")},
+            {(T, "c1"): "active"},
+            [ProfileChange(T, "c1", {"a": 1}, False)],
+            id="profile-merges",
+        ),
+        pytest.param(
+            [((T, "c1"), [_draft("opt_in", "k1", a=1)])],
+            {(T, "k1")},
+            {(T, "c1"): "inactive"},
+            [ProfileChange(T, "c1", {"a": 1}, True)],
+            id="opt-in-activates-inactive",
+        ),
+        pytest.param(
+            [((T, "c1"), [_draft("opt_in", "k1")])],
+            {(T, "k1")},
+            {(T, "c1"): "active"},
+            [ProfileChange(T, "c1", {}, False)],
+            id="opt-in-of-active-customer",
+        ),
+        pytest.param(
+            [((T, "c1"), [_draft("opt_in", "k1", a=1)])],
+            set(),
+            {(T, "c1"): "inactive"},
+            [],
+            id="already-recorded-changes-nothing",
+        ),
+        pytest.param(
+            [((T, "c1"), [_draft("profile", "k1", a=1, b=1), _draft("opt_in", "k2", b=2, c=2)])],
+            {(T, "k1"), (T, "k2")},
+            {(T, "c1"): "inactive"},
+            [ProfileChange(T, "c1", {"a": 1, "b": 2, "c": 2}, True)],
             id="later-wins",
         ),
         pytest.param(
-            [_draft("profile", "k1", a=1), _draft("profile", "k2", a=2)],
-            {"k1"},
-            {"a": 1},
-            False,
+            [((T, "c1"), [_draft("profile", "k1", a=1), _draft("profile", "k2", a=2)])],
+            {(T, "k1")},
+            {},
+            [ProfileChange(T, "c1", {"a": 1}, False)],
             id="only-recorded-rows",
+        ),
+        pytest.param(
+            [((T, "c1"), [_draft("profile", "k1", a=1)]), ((T, "c1"), [_draft("profile", "k2", a=2, b=2)])],
+            {(T, "k1"), (T, "k2")},
+            {},
+            [ProfileChange(T, "c1", {"a": 2, "b": 2}, False)],
+            id="requests-of-one-customer-merge-in-ledger-order",
+        ),
+        pytest.param(
+            [((T, "c1"), [_draft("profile", "k1", a=1)]), ((T, "c2"), [_draft("opt_in", "k2", b=2)])],
+            {(T, "k1"), (T, "k2")},
+            {(T, "c2"): "inactive"},
+            [ProfileChange(T, "c1", {"a": 1}, False), ProfileChange(T, "c2", {"b": 2}, True)],
+            id="each-customer-its-own",
+        ),
+        pytest.param(
+            [(("t2", "c1"), [_draft("profile", "k1", a=1)])],
+            {(T, "k1")},
+            {},
+            [],
+            id="dedupe-keys-are-per-tenant",
         ),
     ],
 )
-def test_profile_merge_and_opt_in(
-    drafts: list[LedgerDraft], recorded: set[str], merged: dict[str, Any], opt_in: bool
+def test_profile_changes(
+    ledger: list[tuple[tuple[str, str], list[LedgerDraft]]],
+    recorded: set[tuple[str, str]],
+    statuses: dict[tuple[str, str], str],
+    expected: list[ProfileChange],
 ) -> None:
-    assert merged_profile_attributes(drafts, recorded) == merged
-    assert records_opt_in(drafts, recorded) is opt_in
+    assert profile_changes(ledger, recorded, statuses) == expected
+
+
+def _need(value: str, *, opt_in: bool = False, auto: bool = False, create: bool = True) -> CustomerNeed:
+    return CustomerNeed((T, "id", value), yields_opt_in=opt_in, auto_subscribe=auto, may_create=create)
+
+
+@pytest.mark.parametrize(
+    ("needs", "found", "ids", "created"),
+    [
+        pytest.param([_need("c1")], {(T, "id", "c1"): KnownCustomer("c1", "inactive")}, ["c1"], [], id="known"),
+        pytest.param([_need("c1")], {}, [None], [], id="unknown-rejected"),
+        pytest.param([_need("c1", auto=True)], {}, ["c1"], [("c1", "inactive")], id="auto-subscribe"),
+        pytest.param([_need("c1", opt_in=True)], {}, ["c1"], [("c1", "active")], id="opt-in-creates-active"),
+        pytest.param([_need("c1", auto=True, create=False)], {}, [None], [], id="look-up-only"),
+        pytest.param(
+            [_need("c1", auto=True), _need("c1", opt_in=True), _need("c1")],
+            {},
+            ["c1", "c1", "c1"],
+            [("c1", "inactive")],
+            id="first-creator-decides-later-ones-use-it",
+        ),
+        pytest.param(
+            [_need("c1"), _need("c1", opt_in=True)],
+            {},
+            [None, "c1"],
+            [("c1", "active")],
+            id="rejected-before-created",
+        ),
+        pytest.param(
+            [_need("c1", create=False), _need("c1", auto=True), _need("c1", create=False)],
+            {},
+            [None, "c1", "c1"],
+            [("c1", "inactive")],
+            id="look-up-finds-one-created-earlier-only",
+        ),
+    ],
+)
+def test_decide_customers(
+    needs: list[CustomerNeed], found: dict[Any, KnownCustomer], ids: list[str | None], created: list[tuple[str, str]]
+) -> None:
+    decisions = decide_customers(needs, found)
+    assert decisions.customer_ids == ids
+    assert [(new.id, new.status) for new in decisions.to_create] == created
+
+
+def test_decide_customers_creates_attribute_identified_customers_with_the_attribute() -> None:
+    need = CustomerNeed((T, "email", "a@x"), yields_opt_in=True, auto_subscribe=False)
+    [new] = decide_customers([need], {}).to_create
+    assert new == NewCustomer(T, new_customer_id(T, "email", "a@x"), "active", {"email": "a@x"})
+
+
+HOUR_MS = 3_600_000
+RECEIVED_MS = int(RECEIVED_AT.timestamp() * 1000)
+
+
+@pytest.mark.parametrize(
+    ("age_ms", "max_hours", "too_old"),
+    [
+        pytest.param(0, 24, False, id="fresh"),
+        pytest.param(24 * HOUR_MS, 24, False, id="exactly-the-limit"),
+        pytest.param(24 * HOUR_MS + 1, 24, True, id="just-over"),
+        pytest.param(2 * HOUR_MS, 1, True, id="small-limit"),
+        pytest.param(10 * 365 * 24 * HOUR_MS, -1, False, id="any-age"),
+        pytest.param(-HOUR_MS, 24, False, id="from-the-future"),
+    ],
+)
+def test_is_too_old(age_ms: int, max_hours: int, too_old: bool) -> None:
+    occurred_at = datetime.fromtimestamp((RECEIVED_MS - age_ms) / 1000, tz=UTC)
+    assert is_too_old(occurred_at, RECEIVED_AT, max_hours) is too_old
+
+
+ECHO = {ECHO_FLAG: ECHO_FLAG_VALUE}
+
+
+@pytest.mark.parametrize(
+    ("events", "max_hours", "actions", "too_old", "echoes"),
+    [
+        pytest.param([{"type": "custom_event", "name": "a"}], 24, ["a"], 0, 0, id="no-timestamp-uses-message-time"),
+        pytest.param(
+            [{"type": "custom_event", "name": "a", "timestamp_ms": RECEIVED_MS - 25 * HOUR_MS}],
+            24,
+            [],
+            1,
+            0,
+            id="too-old",
+        ),
+        pytest.param(
+            [{"type": "custom_event", "name": "a", "timestamp_ms": RECEIVED_MS - 25 * HOUR_MS}],
+            -1,
+            ["a"],
+            0,
+            0,
+            id="any-age",
+        ),
+        pytest.param(
+            [{"type": "session_start", "timestamp_ms": 1}],
+            24,
+            [],
+            0,
+            0,
+            id="unmapped-old-events-are-not-counted",
+        ),
+        pytest.param(
+            [{"type": "custom_event", "name": "a", "custom_flags": ECHO}, {"type": "custom_event", "name": "b"}],
+            24,
+            ["b"],
+            0,
+            1,
+            id="echo-dropped",
+        ),
+        pytest.param(
+            [{"type": "custom_event", "name": "a", "custom_flags": {ECHO_FLAG: "someone-else"}}],
+            24,
+            ["a"],
+            0,
+            0,
+            id="other-flag-value-is-no-echo",
+        ),
+    ],
+)
+def test_plan_event_request_leaves_out_old_and_echoed_events(
+    events: list[dict[str, Any]], max_hours: int, actions: list[str], too_old: int, echoes: int
+) -> None:
+    mappings = [Mapping("a", "custom_event", "a"), Mapping("b", "custom_event", "b")]
+    message = {"timestamp_ms": RECEIVED_MS, "events": events}
+    plan = plan_event_request(message, mappings, request_id="r", received_at=RECEIVED_AT, max_data_age_hours=max_hours)
+    assert [draft.action for draft in plan.drafts] == actions
+    assert (plan.too_old_events, plan.echo_events) == (too_old, echoes)
+
+
+def test_left_out_events_do_not_shift_dedupe_keys() -> None:
+    old = {"type": "custom_event", "name": "a", "timestamp_ms": RECEIVED_MS - 48 * HOUR_MS}
+    echo = {"type": "custom_event", "name": "a", "custom_flags": ECHO}
+    kept = {"type": "custom_event", "name": "a", "timestamp_ms": RECEIVED_MS}
+    message = {"events": [old, echo, kept]}
+    plan = plan_event_request(
+        message, [Mapping("a", "custom_event")], request_id="r", received_at=RECEIVED_AT, max_data_age_hours=24
+    )
+    assert [draft.dedupe_key for draft in plan.drafts] == ["r/#2/0"]

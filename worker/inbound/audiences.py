@@ -2,8 +2,9 @@
 
 - audience_subscription_request: `add` creates the audience's list (idempotent), `update` renames
   it, `remove` deletes it with its memberships; other actions are ignored.
-- audience_membership_change_request: each user profile is resolved like an event sender (an
-  unknown one is created inactive with auto-subscribe); then `add` puts it on the audience's list
+- audience_membership_change_request: the user profiles are resolved like event senders, all at
+  once (worker.inbound.resolution; an unknown one is created inactive with auto-subscribe, and
+  only when the profile is added somewhere); then `add` puts it on the audience's list
   (created when missing; refused on an inactive list: LIST_INACTIVE) and `delete` takes it off.
   `attribute_update` is ignored: audience user attributes are not loyalty data.
 
@@ -17,10 +18,13 @@ from collections import Counter
 from typing import Any
 
 from shared.errors import ErrorCode, ErrorSource
+from shared.inbound.customers import CustomerBatchRepository
 from shared.inbound.schemas import AudienceMembership, AudienceMembershipChangeRequest, AudienceSubscriptionRequest
-from shared.mapping.inbound import resolve_identifier
+from shared.mapping.inbound import CustomerNeed, resolve_identifier
 from shared.models import CustomerList
-from worker.inbound.context import InboundRequest
+from shared.vocabulary import ListStatus
+from worker.inbound.context import RequestInApplication
+from worker.inbound.resolution import resolve_customers
 
 ADD, UPDATE, REMOVE = "add", "update", "remove"
 MEMBER_ADD, MEMBER_DELETE = "add", "delete"
@@ -32,7 +36,7 @@ def list_name(audience_id: int, audience_name: str | None) -> str:
     return audience_name or f"Audience {audience_id}"
 
 
-async def apply_audience_subscription(context: InboundRequest, request: AudienceSubscriptionRequest) -> str:
+async def apply_audience_subscription(context: RequestInApplication, request: AudienceSubscriptionRequest) -> str:
     """Create, rename or delete the list bound to the audience."""
     if not context.inbound.track_audience_data:
         return "audience data not tracked"
@@ -58,7 +62,7 @@ def _quoted(identifiers: list[str]) -> str:
 class _MembershipRun:
     """State of one membership message: lists by audience, and what went wrong (for the log)."""
 
-    def __init__(self, context: InboundRequest) -> None:
+    def __init__(self, context: RequestInApplication) -> None:
         self.context = context
         self.lists: dict[int, CustomerList | None] = {}
         self.missing_identifier: list[str] = []
@@ -81,35 +85,44 @@ class _MembershipRun:
         self.lists[audience_id] = known
         return known
 
-    async def apply_profile(self, raw_profile: dict[str, Any], audiences: list[AudienceMembership]) -> None:
+    def need_of(self, raw_profile: dict[str, Any], audiences: list[AudienceMembership]) -> CustomerNeed | None:
+        """What resolving the profile's customer takes; None when the profile changes no list or
+        carries no identifier (noted for the log)."""
         relevant = [a for a in audiences if a.action in (MEMBER_ADD, MEMBER_DELETE)]
         if not relevant:
-            return
+            return None
         inbound = self.context.inbound
         lookup = resolve_identifier(raw_profile, inbound.customer_identifier_field, inbound.loyalty_identifier_field)
         if lookup.value is None:
             self.missing_identifier.append(lookup.problem or "no identifier")
-            return
+            return None
         adds = any(a.action == MEMBER_ADD for a in relevant)
-        customer = (
-            await self.context.resolve_customer(lookup.value, yields_opt_in=False)
-            if adds
-            else await self.context.customers.find_by_identifier(inbound.loyalty_identifier_field, lookup.value)
+        return CustomerNeed(
+            (self.context.tenant.id, inbound.loyalty_identifier_field, lookup.value),
+            yields_opt_in=False,
+            auto_subscribe=inbound.auto_subscribe,
+            may_create=adds,  # removing an unknown customer from a list is simply nothing to do
         )
-        if customer is None:
-            if adds:  # removing an unknown customer from a list is simply nothing to do
-                self.not_found.append(lookup.value)
+
+    async def apply_profile(
+        self, need: CustomerNeed, customer_id: str | None, audiences: list[AudienceMembership]
+    ) -> None:
+        if customer_id is None:
+            if need.may_create:
+                self.not_found.append(need.sender[2])
             return
-        for audience in relevant:
+        for audience in audiences:
+            if audience.action not in (MEMBER_ADD, MEMBER_DELETE):
+                continue
             customer_list = await self.list_for(audience, create=audience.action == MEMBER_ADD)
             if customer_list is None:
                 continue
             if audience.action == MEMBER_DELETE:
-                self.removed += await self.context.lists.remove_member(customer_list.id, customer.id)
-            elif customer_list.status != "active":
+                self.removed += await self.context.lists.remove_member(customer_list.id, customer_id)
+            elif customer_list.status != ListStatus.ACTIVE:
                 self.refused_by_list[customer_list.id] += 1
             else:
-                self.added += await self.context.lists.add_member(customer_list.id, customer.id)
+                self.added += await self.context.lists.add_member(customer_list.id, customer_id)
 
     async def log_problems(self) -> None:
         context = self.context
@@ -139,13 +152,19 @@ class _MembershipRun:
             )
 
 
-async def apply_membership_change(context: InboundRequest, request: AudienceMembershipChangeRequest) -> str:
+async def apply_membership_change(context: RequestInApplication, request: AudienceMembershipChangeRequest) -> str:
     """Add and remove the profiles' customers to and from the audiences' lists."""
     if not context.inbound.track_audience_data:
         return "audience data not tracked"
     run = _MembershipRun(context)
     raw_profiles: list[dict[str, Any]] = context.payload.get("user_profiles") or []
-    for raw_profile, profile in zip(raw_profiles, request.user_profiles, strict=True):
-        await run.apply_profile(raw_profile, profile.audiences)
+    wanted = [
+        (need, profile.audiences)
+        for raw_profile, profile in zip(raw_profiles, request.user_profiles, strict=True)
+        if (need := run.need_of(raw_profile, profile.audiences)) is not None
+    ]
+    resolved = await resolve_customers(CustomerBatchRepository(context.session), [need for need, _ in wanted])
+    for (need, audiences), customer_id in zip(wanted, resolved.customer_ids, strict=True):
+        await run.apply_profile(need, customer_id, audiences)
     await run.log_problems()
     return f"{run.added} membership(s) added, {run.removed} removed"

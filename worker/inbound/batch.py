@@ -1,260 +1,250 @@
-"""Applying a batch of Firehose requests in one transaction, with the same outcome as applying them
-one by one in queue order (worker.inbound.service), in a handful of statements:
+"""Applying claimed Firehose requests: a batch in one transaction, with the same outcome as
+applying them one by one in queue order, in a handful of statements:
 
-1. claim every request id in processed_request (ids already there are skipped);
-2. event requests, in runs: plan their ledger entries (pure core), look every sender up at once,
-   decide in queue order who is used, created (active with an opt_in, inactive with
-   auto-subscribe) or rejected, create the new customers at once, insert every ledger row at
-   once, then merge opt_in/profile attributes and activate, for the rows actually inserted;
-3. any other request (audiences, DSR) is applied on its own, between the runs, in queue order.
+1. claim every request id in processed_request at once (ids already there are skipped; a replay
+   claims its own key, shared.inbound.processed_requests.replay_key);
+2. event requests, in runs (worker.inbound.events): one customer resolution, one ledger insert and
+   one profile update per run;
+3. any other request (audiences, DSR) is applied on its own, between the runs, in queue order;
+4. the daily ECHO_DROPPED summaries and the outcome of every replay are written.
 
-If anything unexpected fails, the transaction is rolled back and each request is applied in a
-transaction of its own, so one bad request is logged (PROCESSING_FAILED) without holding the
-others back. A PostgreSQL outage surfaces as DatabaseUnavailable: the caller retries the batch.
+If anything unexpected fails, the transaction is rolled back and each request is applied by the
+same code as a batch of one, in a transaction of its own, so one bad request is logged
+(PROCESSING_FAILED) without holding the others back. A PostgreSQL outage surfaces as
+DatabaseUnavailable: the caller retries the batch.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, Text, bindparam, text
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import session_scope
-from shared.errors import ErrorCode, ErrorSource
-from shared.inbound.customers import (
-    CustomerBatchRepository,
-    NewCustomer,
-    NewLedgerEntry,
-    NewLedgerRow,
-    ProfileChange,
-    append_ledger_rows,
+from shared.errorlog.writer import add_to_daily_summary, record_incoming_error, record_replay_outcome
+from shared.errors import DatabaseUnavailable, ErrorCode, ErrorSource
+from shared.inbound.processed_requests import ClaimKey, claim_requests, replay_key
+from shared.inbound.schemas import (
+    AudienceMembershipChangeRequest,
+    AudienceSubscriptionRequest,
+    DsrProcessingRequest,
+    FirehoseRequest,
+    MessageType,
+    parse_request,
 )
-from shared.inbound.schemas import EventProcessingRequest
-from shared.mapping.inbound import (
-    CUSTOMER_ID_FIELD,
-    OPT_IN_ACTION,
-    PROFILE_MERGING_ACTIONS,
-    CustomerAction,
-    LedgerDraft,
-    decide_customer,
-    identifier_attributes,
-    new_customer_id,
-    plan_ledger_entries,
-    resolve_identifier,
-)
-from shared.queues.firehose import FirehoseWork
+from shared.logging import get_logger
+from shared.mapping.sanitize import scrub_nul
+from shared.queues.firehose import QueuedRequest
 from shared.tenants.config import TenantConfig, TenantConfigCache
-from worker.inbound.context import InboundRequest
-from worker.inbound.failures import DatabaseUnavailable, is_transient_error
-from worker.inbound.service import (
-    LEDGER_SOURCE,
-    InboundJob,
-    apply_claimed_request,
-    needs_refresh,
-    parse_job,
-    process_inbound_job,
+from shared.transient import is_transient_database_error
+from worker.inbound.audiences import apply_audience_subscription, apply_membership_change
+from worker.inbound.context import RequestInApplication
+from worker.inbound.data_subjects import apply_data_subject_request
+from worker.inbound.events import EventRun
+from worker.inbound.failure_log import record_processing_failure
+
+logger = get_logger(__name__)
+
+ECHO_SUMMARY = (
+    "echoed event(s) dropped today: events the bridge itself sent to mParticle came back through the Firehose"
 )
+NUL_REPLACED_MESSAGE = "NUL characters in the request were replaced with U+FFFD before it was stored"
+# The Firehose body escapes a NUL character this way (a raw one is not valid JSON).
+_ESCAPED_NUL = "\\u0000"
 
-logger = logging.getLogger(__name__)
 
-_CLAIM_SQL = text(
-    """
-    INSERT INTO processed_request (tenant_id, request_id)
-    SELECT * FROM unnest(:tenant_ids, :request_ids)
-    ON CONFLICT DO NOTHING
-    RETURNING tenant_id, request_id
-    """
-).bindparams(bindparam("tenant_ids", type_=ARRAY(Text)), bindparam("request_ids", type_=ARRAY(Text)))
+@dataclass
+class BatchOutcome:
+    """What applying a batch did (logged by the consumer; counted by the metrics)."""
+
+    requests: int
+    applied: int = 0
+    ledger_events_recorded: int = 0
+    echo_events_dropped: int = 0
+    failed: int = 0
+    one_by_one: bool = False
+
+    def __add__(self, other: BatchOutcome) -> BatchOutcome:
+        return BatchOutcome(
+            self.requests + other.requests,
+            self.applied + other.applied,
+            self.ledger_events_recorded + other.ledger_events_recorded,
+            self.echo_events_dropped + other.echo_events_dropped,
+            self.failed + other.failed,
+            self.one_by_one or other.one_by_one,
+        )
+
+    def __str__(self) -> str:
+        how = "one by one, " if self.one_by_one else ""
+        return (
+            f"{self.applied} of {self.requests} request(s) applied ({how}{self.failed} failed), "
+            f"{self.ledger_events_recorded} ledger event(s) recorded, {self.echo_events_dropped} echo(es) dropped"
+        )
 
 
 async def apply_firehose_batch(
-    sessionmaker: async_sessionmaker[AsyncSession], tenant_configs: TenantConfigCache, works: Sequence[FirehoseWork]
-) -> str:
-    """Apply claimed work in one transaction (or, after an unexpected failure, one by one)."""
-    jobs = [InboundJob(work.tenant_id, work.body, work.received_at_ms) for work in works]
+    sessionmaker: async_sessionmaker[AsyncSession], tenant_configs: TenantConfigCache, claimed: Sequence[QueuedRequest]
+) -> BatchOutcome:
+    """Apply claimed requests in one transaction (or, after an unexpected failure, one by one)."""
     try:
         async with session_scope(sessionmaker) as session:
-            return await _apply_together(session, tenant_configs, jobs)
+            return await _apply_together(session, tenant_configs, claimed)
     except Exception as exc:
-        if is_transient_error(exc):
+        if is_transient_database_error(exc):
             raise DatabaseUnavailable(exc.__class__.__name__) from exc
-        logger.warning("a batch of %d failed (%s); applying its requests one by one", len(jobs), exc.__class__.__name__)
-    outcomes = [await process_inbound_job(sessionmaker, tenant_configs, job) for job in jobs]
-    failed = sum(outcome.startswith("failed") for outcome in outcomes)
-    return f"{len(jobs)} request(s) applied one by one, {failed} failed"
+        logger.warning("firehose_batch_failed_applying_one_by_one", requests=len(claimed), error=type(exc).__name__)
+    outcome = BatchOutcome(0, one_by_one=True)
+    for request in claimed:
+        outcome += await _apply_alone(sessionmaker, tenant_configs, request)
+    return outcome
 
 
-async def _tenants(tenant_configs: TenantConfigCache, jobs: Sequence[InboundJob]) -> dict[str, TenantConfig]:
-    if any(needs_refresh(tenant_configs.get(job.tenant_id)) for job in jobs):
+async def _apply_alone(
+    sessionmaker: async_sessionmaker[AsyncSession], tenant_configs: TenantConfigCache, request: QueuedRequest
+) -> BatchOutcome:
+    """A batch of one; a failure is logged as PROCESSING_FAILED (or as the replay's outcome)."""
+    try:
+        async with session_scope(sessionmaker) as session:
+            return await _apply_together(session, tenant_configs, [request])
+    except Exception as exc:
+        if is_transient_database_error(exc):
+            raise DatabaseUnavailable(exc.__class__.__name__) from exc
+        logger.exception("firehose_request_failed", tenant_id=request.tenant_id, request_id=request.request_id)
+        await record_processing_failure(sessionmaker, request, exc)
+        return BatchOutcome(1, failed=1)
+
+
+def needs_refresh(tenant: TenantConfig | None) -> bool:
+    """Whether this process's snapshot may be older than what the proxy accepted the request with.
+
+    The proxy only accepts requests of connected tenants, so a snapshot that is missing (created
+    after the last poll) or disconnected (connected after it) is refreshed before being trusted.
+    """
+    return tenant is None or not tenant.connected
+
+
+async def _tenants(tenant_configs: TenantConfigCache, claimed: Sequence[QueuedRequest]) -> dict[str, TenantConfig]:
+    if any(needs_refresh(tenant_configs.get(request.tenant_id)) for request in claimed):
         await tenant_configs.refresh()
-    found = {job.tenant_id: tenant_configs.get(job.tenant_id) for job in jobs}
+    found = {request.tenant_id: tenant_configs.get(request.tenant_id) for request in claimed}
     return {tenant_id: config for tenant_id, config in found.items() if config is not None}
 
 
-async def _apply_together(session: AsyncSession, tenant_configs: TenantConfigCache, jobs: Sequence[InboundJob]) -> str:
-    tenants = await _tenants(tenant_configs, jobs)
-    contexts = [parse_job(session, tenants[job.tenant_id], job) for job in jobs if job.tenant_id in tenants]
-    claimed = await _claim(session, [(context.tenant.id, context.request.id) for context in contexts])
-    events = _EventRun(session)
-    applied = 0
-    for context in contexts:
-        if (context.tenant.id, context.request.id) not in claimed:
+@dataclass
+class _Parsed:
+    context: RequestInApplication
+    claim_key: ClaimKey
+    nul_replaced: bool
+
+
+def _request_of(message_type: MessageType, payload: dict[str, Any]) -> FirehoseRequest | None:
+    """The request's model, for the types read through it. The proxy validated every queued
+    request; an event request is read as decoded JSON by the pure core, so it is not validated
+    again (that cost a quarter of the worker's time)."""
+    if message_type is MessageType.EVENT_PROCESSING:
+        return None
+    return parse_request(message_type, payload)
+
+
+def _parse(session: AsyncSession, tenant: TenantConfig, queued: QueuedRequest) -> _Parsed:
+    """The request (NUL characters replaced), ready to be applied."""
+    payload = orjson.loads(queued.body)
+    nul_replaced = False
+    if _ESCAPED_NUL in queued.body:
+        payload, nul_replaced = scrub_nul(payload)
+    message_type = MessageType(payload["type"])
+    context = RequestInApplication(
+        session=session,
+        tenant=tenant,
+        inbound=tenant.inbound_or_default,
+        message_type=message_type,
+        request_id=str(payload["id"]),
+        request=_request_of(message_type, payload),
+        payload=payload,
+        received_at=datetime.fromtimestamp(queued.received_at_ms / 1000, tz=UTC),
+        replay_of=queued.replay_of,
+    )
+    replay = queued.replay_of
+    key = replay_key(replay.entry_id, replay.requested_at_ms) if replay else context.request_id
+    return _Parsed(context, (tenant.id, key), nul_replaced)
+
+
+async def _apply_together(
+    session: AsyncSession, tenant_configs: TenantConfigCache, claimed: Sequence[QueuedRequest]
+) -> BatchOutcome:
+    tenants = await _tenants(tenant_configs, claimed)
+    parsed = [
+        _parse(session, tenants[request.tenant_id], request) for request in claimed if request.tenant_id in tenants
+    ]
+    fresh = await claim_requests(session, [item.claim_key for item in parsed])
+    contexts = [item.context for item in parsed if item.claim_key in fresh]
+    events = EventRun(session)
+    for item in parsed:
+        if item.claim_key not in fresh:
             continue
-        applied += 1
-        if context.tenant.connected and isinstance(context.request, EventProcessingRequest):
+        context = item.context
+        if item.nul_replaced and context.replay_of is None:
+            await _log_nul_replaced(context)
+        if context.tenant.connected and context.message_type is MessageType.EVENT_PROCESSING:
             events.add(context)
             continue
         await events.apply()  # keep queue order: earlier event requests first
-        await apply_claimed_request(context)
+        await _apply_other(context)
     await events.apply()
-    return f"{applied} of {len(jobs)} request(s) applied, {events.recorded} ledger event(s) recorded"
-
-
-async def _claim(session: AsyncSession, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Claim request ids in processed_request; returns those not applied before."""
-    if not keys:
-        return set()
-    rows = await session.execute(
-        _CLAIM_SQL, {"tenant_ids": [key[0] for key in keys], "request_ids": [key[1] for key in keys]}
-    )
-    return {(row[0], row[1]) for row in rows}
-
-
-# (tenant_id, loyalty identifier field, identifier value): how a sender is looked up.
-SenderKey = tuple[str, str, str]
-
-
-@dataclass
-class _Planned:
-    context: InboundRequest
-    drafts: list[LedgerDraft]
-    sender: SenderKey
-    customer_id: str | None = None
-
-
-@dataclass
-class _EventRun:
-    """Consecutive event requests, applied together."""
-
-    session: AsyncSession
-    pending: list[InboundRequest] = field(default_factory=list)
-    recorded: int = 0
-
-    def add(self, context: InboundRequest) -> None:
-        self.pending.append(context)
-
-    async def apply(self) -> None:
-        contexts, self.pending = self.pending, []
-        planned = [plan for context in contexts if (plan := await _plan(context)) is not None]
-        if not planned:
-            return
-        customers = CustomerBatchRepository(self.session)
-        statuses = await _resolve_senders(customers, planned)
-        rows = [
-            NewLedgerRow(
-                plan.context.tenant.id,
-                plan.customer_id,
-                plan.context.request.id,
-                NewLedgerEntry(draft.action, draft.data, draft.source_event_id, draft.dedupe_key, draft.occurred_at),
-            )
-            for plan in planned
-            if plan.customer_id is not None
-            for draft in plan.drafts
-        ]
-        inserted = await append_ledger_rows(self.session, rows, source=LEDGER_SOURCE)
-        self.recorded += len(inserted)
-        await customers.apply_profile_changes(_profile_changes(planned, inserted, statuses))
-
-
-async def _plan(context: InboundRequest) -> _Planned | None:
-    """A request's ledger drafts and sender, or None (nothing mapped, or no identifier: logged)."""
-    drafts = plan_ledger_entries(
-        context.payload, context.tenant.inbound_mappings, request_id=context.request.id, received_at=context.received_at
-    )
-    if not drafts:
-        return None
-    inbound = context.inbound
-    lookup = resolve_identifier(context.payload, inbound.customer_identifier_field, inbound.loyalty_identifier_field)
-    if lookup.value is None:
-        await context.log_error(ErrorSource.ENGINE_REQUEST, ErrorCode.MISSING_IDENTIFIER, lookup.problem or "")
-        return None
-    return _Planned(context, drafts, (context.tenant.id, inbound.loyalty_identifier_field, lookup.value))
-
-
-async def _resolve_senders(customers: CustomerBatchRepository, planned: list[_Planned]) -> dict[tuple[str, str], str]:
-    """Set each plan's customer id (None: rejected and logged), creating customers as the rules
-    say, in queue order; returns the status of every customer involved, by (tenant_id, id)."""
-    senders = list(dict.fromkeys(plan.sender for plan in planned))
-    found: dict[SenderKey, Any] = {}
-    by_id = [(tenant_id, value) for tenant_id, field_name, value in senders if field_name == CUSTOMER_ID_FIELD]
-    for (tenant_id, customer_id), record in (await customers.find_by_ids(by_id)).items():
-        found[(tenant_id, CUSTOMER_ID_FIELD, customer_id)] = record
-    by_attribute = [sender for sender in senders if sender[1] != CUSTOMER_ID_FIELD]
-    found.update(await customers.find_by_attributes(by_attribute))
-
-    known: dict[SenderKey, tuple[str, str]] = {key: (record.id, record.status) for key, record in found.items()}
-    created: dict[SenderKey, NewCustomer] = {}
-    for plan in planned:
-        tenant_id, field_name, value = plan.sender
-        current = known.get(plan.sender)
-        action = decide_customer(
-            current[1] if current else None,
-            yields_opt_in=any(draft.action == OPT_IN_ACTION for draft in plan.drafts),
-            auto_subscribe=plan.context.inbound.auto_subscribe,
+    for tenant_id, count in sorted(events.echoes_by_tenant.items()):
+        await add_to_daily_summary(
+            session,
+            tenant_id=tenant_id,
+            source=ErrorSource.ENGINE_REQUEST,
+            error_code=ErrorCode.ECHO_DROPPED,
+            count=count,
+            what=ECHO_SUMMARY,
         )
-        if action is CustomerAction.REJECT:
-            await plan.context.log_error(
-                ErrorSource.ENGINE_REQUEST,
-                ErrorCode.CUSTOMER_NOT_FOUND,
-                f"no customer with {plan.context.describe_identifier(value)}; "
-                f"{len(plan.drafts)} loyalty event(s) skipped",
+    for context in contexts:
+        if context.replay_of is not None:
+            outcome = context.replay_outcome()
+            await record_replay_outcome(
+                session, tenant_id=context.tenant.id, entry_id=context.replay_of.entry_id, outcome=outcome
             )
-            continue
-        if action is not CustomerAction.USE_EXISTING:
-            status = "active" if action is CustomerAction.CREATE_ACTIVE else "inactive"
-            new = NewCustomer(
-                tenant_id,
-                new_customer_id(tenant_id, field_name, value),
-                status,
-                identifier_attributes(field_name, value),
-            )
-            created[plan.sender] = new
-            known[plan.sender] = (new.id, status)
-        plan.customer_id = known[plan.sender][0]
-
-    statuses = {(key[0], customer_id): status for key, (customer_id, status) in known.items()}
-    if created:
-        # Another worker may have created some of them first: read back what is stored.
-        await customers.create_if_absent(list(created.values()))
-        stored = await customers.find_by_ids([(new.tenant_id, new.id) for new in created.values()])
-        statuses.update({key: record.status for key, record in stored.items()})
-    return statuses
+    return BatchOutcome(
+        len(claimed),
+        applied=len(contexts),
+        ledger_events_recorded=events.recorded,
+        echo_events_dropped=events.echo_events_dropped,
+    )
 
 
-def _profile_changes(
-    planned: list[_Planned], inserted: set[tuple[str, str]], statuses: dict[tuple[str, str], str]
-) -> list[ProfileChange]:
-    """Per customer: the recorded opt_in/profile attributes merged in ledger order, and whether a
-    recorded opt_in activates it."""
-    merged: dict[tuple[str, str], dict[str, Any]] = {}
-    activate: set[tuple[str, str]] = set()
-    for plan in planned:
-        if plan.customer_id is None:
-            continue
-        customer = (plan.context.tenant.id, plan.customer_id)
-        for draft in plan.drafts:
-            if draft.action not in PROFILE_MERGING_ACTIONS or (customer[0], draft.dedupe_key) not in inserted:
-                continue
-            merged.setdefault(customer, {}).update(draft.data)
-            if draft.action == OPT_IN_ACTION and statuses.get(customer) != "active":
-                activate.add(customer)
-    return [
-        ProfileChange(
-            tenant_id, customer_id, merged.get((tenant_id, customer_id), {}), (tenant_id, customer_id) in activate
+async def _apply_other(context: RequestInApplication) -> str:
+    """Apply a claimed request that is not part of an event run; returns a one-line summary."""
+    request = context.request
+    if not context.tenant.connected:
+        await context.log_error(
+            ErrorSource.ENGINE_REQUEST,
+            ErrorCode.TENANT_DISCONNECTED,
+            "the loyalty environment was disconnected before the request was processed",
         )
-        for tenant_id, customer_id in dict.fromkeys([*merged, *activate])
-    ]
+        return "tenant disconnected"
+    if isinstance(request, AudienceSubscriptionRequest):
+        return await apply_audience_subscription(context, request)
+    if isinstance(request, AudienceMembershipChangeRequest):
+        return await apply_membership_change(context, request)
+    if isinstance(request, DsrProcessingRequest):
+        return await apply_data_subject_request(context, request)
+    return f"{context.message_type} needs no processing"
+
+
+async def _log_nul_replaced(context: RequestInApplication) -> None:
+    await record_incoming_error(
+        context.session,
+        tenant_id=context.tenant.id,
+        source=ErrorSource.ENGINE_REQUEST,
+        error_code=ErrorCode.NUL_REPLACED,
+        message=NUL_REPLACED_MESSAGE,
+        created_at=context.received_at,
+        request_id=context.request_id,
+        payload=context.payload,
+    )

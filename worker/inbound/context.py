@@ -1,9 +1,9 @@
 """What every inbound handler works with: one request being applied in one transaction, its
-tenant's settings, error logging into that same transaction, and customer resolution."""
+tenant's settings, and error logging into that same transaction."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -12,34 +12,32 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.errorlog.writer import record_incoming_error
 from shared.errors import ErrorCode, ErrorSource
 from shared.inbound.customer_lists import CustomerListRepository
-from shared.inbound.customers import CustomerRecord, CustomerRepository
-from shared.inbound.schemas import FirehoseRequest
-from shared.mapping.inbound import CustomerAction, decide_customer, identifier_attributes, new_customer_id
+from shared.inbound.schemas import FirehoseRequest, MessageType
+from shared.queues.firehose import ReplayOf
 from shared.tenants.config import InboundConfig, TenantConfig
-
-# Inbound settings of a connected tenant that never saved any (the admin API shows the same defaults).
-DEFAULT_INBOUND = InboundConfig(
-    customer_identifier_field="customer",
-    loyalty_identifier_field="id",
-    track_audience_data=False,
-    auto_subscribe=False,
-)
 
 
 @dataclass
-class InboundRequest:
-    """A validated Firehose request of one tenant, being applied in `session`'s transaction."""
+class RequestInApplication:
+    """A validated Firehose request of one tenant, being applied in `session`'s transaction.
+
+    A replay (`replay_of`) logs no new error entries: what went wrong becomes the replay outcome
+    recorded on the entry being replayed."""
 
     session: AsyncSession
     tenant: TenantConfig
     inbound: InboundConfig
-    request: FirehoseRequest
+    message_type: MessageType
+    request_id: str
+    # The validated model, for the types read through it (audiences, DSR); None for an event
+    # request, which the pure core reads as the decoded JSON `payload`.
+    request: FirehoseRequest | None
     payload: dict[str, Any]
     received_at: datetime
-
-    @property
-    def customers(self) -> CustomerRepository:
-        return CustomerRepository(self.session, self.tenant.id)
+    replay_of: ReplayOf | None = None
+    # Error codes met while applying (all of them, logged or not): the replay outcome.
+    problems: list[ErrorCode] = field(default_factory=list)
+    ledger_events_recorded: int = 0
 
     @property
     def lists(self) -> CustomerListRepository:
@@ -47,6 +45,9 @@ class InboundRequest:
 
     async def log_error(self, source: ErrorSource, code: ErrorCode, message: str) -> None:
         """Log an error about this request, in the same transaction as the rest of its effects."""
+        self.problems.append(code)
+        if self.replay_of is not None:
+            return
         await record_incoming_error(
             self.session,
             tenant_id=self.tenant.id,
@@ -54,27 +55,8 @@ class InboundRequest:
             error_code=code,
             message=message,
             created_at=self.received_at,
-            request_id=self.request.id,
+            request_id=self.request_id,
             payload=self.payload,
-        )
-
-    async def resolve_customer(self, identifier: str, *, yields_opt_in: bool) -> CustomerRecord | None:
-        """The customer the identifier names: found, or created (active with an opt_in, inactive
-        with auto-subscribe); None when it is unknown and may not be created."""
-        field = self.inbound.loyalty_identifier_field
-        existing = await self.customers.find_by_identifier(field, identifier)
-        action = decide_customer(
-            existing.status if existing else None,
-            yields_opt_in=yields_opt_in,
-            auto_subscribe=self.inbound.auto_subscribe,
-        )
-        if action is CustomerAction.USE_EXISTING:
-            return existing
-        if action is CustomerAction.REJECT:
-            return None
-        status = "active" if action is CustomerAction.CREATE_ACTIVE else "inactive"
-        return await self.customers.create_if_absent(
-            new_customer_id(self.tenant.id, field, identifier), status, identifier_attributes(field, identifier)
         )
 
     def describe_identifier(self, identifier: str) -> str:
@@ -82,3 +64,9 @@ class InboundRequest:
         return (
             f"{self.inbound.customer_identifier_field} {identifier!r} (loyalty {self.inbound.loyalty_identifier_field})"
         )
+
+    def replay_outcome(self) -> str:
+        """What a replay of this request did, as the entry shows it."""
+        if self.problems:
+            return "failed: " + ", ".join(dict.fromkeys(self.problems))
+        return f"applied: {self.ledger_events_recorded} ledger event(s) recorded"

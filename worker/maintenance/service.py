@@ -7,20 +7,18 @@ therefore never holds locks for long, and an interrupted purge keeps what it alr
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Delete, any_, delete, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import session_scope
 from shared.errorlog.repository import IncomingErrorRepository
-from shared.models import ProcessedRequest
+from shared.inbound.processed_requests import purge_applied_before
+from shared.logging import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 DEFAULT_PURGE_BATCH_SIZE = 5000
 # How long a Firehose request id stays known after it was applied. mParticle retries a request
@@ -58,7 +56,7 @@ async def purge_error_log(
 
         result += await _purge_in_batches(sessionmaker, purge_batch, batch_size)
     if result.deleted:
-        logger.info("purged %d incoming errors logged before %s in %d batches", result.deleted, cutoff, result.batches)
+        logger.info("error_log_purged", deleted=result.deleted, before=cutoff.isoformat(), batches=result.batches)
     return result
 
 
@@ -73,37 +71,14 @@ async def purge_processed_requests(
     cutoff = now - timedelta(days=retention_days)
 
     async def purge_batch(session: AsyncSession) -> int:
-        deleted = cast(CursorResult[Any], await session.execute(processed_request_purge_statement(cutoff, batch_size)))
-        return deleted.rowcount
+        return await purge_applied_before(session, cutoff, limit=batch_size)
 
     result = await _purge_in_batches(sessionmaker, purge_batch, batch_size)
     if result.deleted:
         logger.info(
-            "purged %d processed request ids older than %s in %d batches", result.deleted, cutoff, result.batches
+            "processed_request_ids_purged", deleted=result.deleted, before=cutoff.isoformat(), batches=result.batches
         )
     return result
-
-
-def processed_request_purge_statement(cutoff: datetime, limit: int) -> Delete:
-    """DELETE up to `limit` of the oldest processed_request rows applied before `cutoff`.
-
-    The rows are locked (skipping those a concurrent purge holds) and deleted by their physical
-    address: a row-value `IN (subquery)` made the planner scan the whole table to hash-join.
-    """
-    ctid: ColumnElement[Any] = literal_column("ctid")
-    oldest = (
-        select(ctid)
-        .select_from(ProcessedRequest)
-        .where(ProcessedRequest.processed_at < cutoff)
-        .order_by(ProcessedRequest.processed_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return (
-        delete(ProcessedRequest)
-        .where(ctid == any_(func.array(oldest.scalar_subquery())))
-        .execution_options(synchronize_session=False)
-    )
 
 
 async def _purge_in_batches(

@@ -1,21 +1,24 @@
-"""Admin routes: the incoming error log of a tenant (CONTRACT §4, §5). Read-only."""
+"""Admin routes: the incoming error log of a tenant (CONTRACT §4, §5) and its replay (§8)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
-from proxy.admin.errorlog import service
+from proxy.admin.errorlog import replay, service
 from proxy.admin.errorlog.schemas import (
     IncomingErrorDetail,
     IncomingErrorListQuery,
     IncomingErrorRead,
     PayloadFormat,
+    ReplayCount,
+    ReplayQuery,
 )
-from proxy.dependencies import SessionDep
+from proxy.dependencies import SessionDep, StateDep
 from proxy.pagination import DEFAULT_PAGE_LIMIT, CursorQuery, LimitQuery, Page
+from shared.queues.firehose import FirehoseQueue
 
 router = APIRouter(prefix="/tenants/{tenant_id}/incoming-errors", tags=["incoming errors"])
 
@@ -62,4 +65,39 @@ async def download_payload(
             "Content-Disposition": f'attachment; filename="{download.filename}"',
             "Cache-Control": "no-store",
         },
+    )
+
+
+_REPLAY_REFUSED: dict[int | str, dict[str, Any]] = {
+    **_NOT_FOUND,
+    409: {"description": "NOT_REPLAYABLE (rejected by the proxy) or NO_PAYLOAD"},
+}
+
+
+@router.post(
+    "/replay",
+    summary="Replay every entry matching the list's filters (dry_run: only count)",
+    status_code=202,
+    responses={200: {"model": ReplayCount, "description": "dry run: how many would be replayed"}, **_NOT_FOUND},
+)
+async def replay_matching(
+    tenant_id: str, query: Annotated[ReplayQuery, Query()], session: SessionDep, state: StateDep
+) -> Response:
+    """Queue the requests of the matching entries (with a stored payload, not rejected by the
+    proxy) for the worker to apply again with the current configuration."""
+    queue = FirehoseQueue(state.redis, state.settings.queue_name)
+    counted = await replay.replay_matching(session, queue, tenant_id, query)
+    return JSONResponse(counted.model_dump(), status_code=200 if query.dry_run else 202)
+
+
+@router.post(
+    "/{entry_id}/replay",
+    summary="Replay one logged request with the current configuration",
+    status_code=202,
+    responses=_REPLAY_REFUSED,
+)
+async def replay_entry(tenant_id: str, entry_id: str, session: SessionDep, state: StateDep) -> ReplayCount:
+    """Queue the entry's request; the entry shows `replayed_at` and `replay_outcome` once applied."""
+    return await replay.replay_entry(
+        session, FirehoseQueue(state.redis, state.settings.queue_name), tenant_id, entry_id
     )

@@ -100,6 +100,10 @@ class IncomingErrorRead(BaseModel):
     source: str
     created_at: datetime
     logged_at: datetime
+    replayed_at: datetime | None = Field(default=None, description="when a replay of this entry was last applied")
+    replay_outcome: str | None = Field(
+        default=None, description="what that replay did: `applied: N ledger event(s) recorded` or `failed: CODE…`"
+    )
 
 
 class IncomingErrorDetail(IncomingErrorRead):
@@ -113,3 +117,15 @@ class PayloadFormat(StrEnum):
 
     JSON = "json"
     TXT = "txt"
+
+
+class ReplayCount(BaseModel):
+    """How many entries were queued for replay (or, on a dry run, would be)."""
+
+    count: int
+
+
+class ReplayQuery(IncomingErrorListQuery):
+    """The list's filters (its `sort` is ignored), and `dry_run` to only count."""
+
+    dry_run: bool = Field(default=False, description="count the entries a replay would queue; queue nothing")

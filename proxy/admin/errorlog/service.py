@@ -21,7 +21,7 @@ from proxy.admin.errorlog.schemas import (
     IncomingErrorSort,
     PayloadFormat,
 )
-from proxy.pagination import Page, decode_cursor, encode_cursor
+from proxy.pagination import Page, cursor_position, page_of
 from shared.errorlog.repository import (
     TIMESTAMP_SORT_FIELDS,
     IncomingErrorFilters,
@@ -57,20 +57,21 @@ async def list_incoming_errors(
     if not await repository.tenant_exists(tenant_id):
         raise NotFound(f"tenant {tenant_id!r} not found")
     order = ListOrder(field=SortField(query.sort.field_name), descending=query.sort.descending)
-    after = position_from_cursor(cursor, query.sort) if cursor is not None else None
+    after = position_from_cursor(cursor, query.sort)
     rows = await repository.list_page(
         tenant_id, filters=filters_from_query(query), order=order, after=after, limit=limit + 1
     )
-    items = rows[:limit]
-    next_cursor = cursor_for(query.sort, items[-1].position) if len(rows) > limit else None
-    return Page[IncomingErrorRead](
-        items=[IncomingErrorRead.model_validate(row, from_attributes=True) for row in items], next_cursor=next_cursor
+    return page_of(
+        rows,
+        limit,
+        lambda row: IncomingErrorRead.model_validate(row, from_attributes=True),
+        lambda row: cursor_position_of(query.sort, row.position),
     )
 
 
 async def get_incoming_error(session: AsyncSession, tenant_id: str, entry_id: str) -> IncomingErrorDetail:
     """One entry of the tenant with its payload."""
-    entry = await _find_entry(session, tenant_id, entry_id)
+    entry = await find_entry(session, tenant_id, entry_id)
     return IncomingErrorDetail.model_validate(entry, from_attributes=True)
 
 
@@ -78,7 +79,7 @@ async def download_payload(
     session: AsyncSession, tenant_id: str, entry_id: str, payload_format: PayloadFormat
 ) -> PayloadDownload:
     """The entry's payload as indented JSON (2 spaces, keys in stored order, final newline)."""
-    entry = await _find_entry(session, tenant_id, entry_id)
+    entry = await find_entry(session, tenant_id, entry_id)
     if entry.payload is None:
         raise NotFound(f"incoming error {entry.id} has no payload")
     return PayloadDownload(
@@ -107,16 +108,18 @@ def filters_from_query(query: IncomingErrorListQuery) -> IncomingErrorFilters:
     )
 
 
-def cursor_for(sort: IncomingErrorSort, position: KeysetPosition) -> str:
-    """The opaque cursor continuing after `position` under `sort`."""
+def cursor_position_of(sort: IncomingErrorSort, position: KeysetPosition) -> dict[str, Any]:
+    """What the cursor continuing after `position` under `sort` wraps."""
     value = position.sort_value.isoformat() if isinstance(position.sort_value, datetime) else position.sort_value
-    return encode_cursor({"sort": sort.value, "after": [value, position.id]})
+    return {"sort": sort.value, "after": [value, position.id]}
 
 
-def position_from_cursor(cursor: str, sort: IncomingErrorSort) -> KeysetPosition:
-    """The keyset position inside a cursor; 422 when malformed or made for another sort."""
-    data = decode_cursor(cursor)
-    if not isinstance(data, dict) or not isinstance(data.get("after"), list) or len(data["after"]) != 2:
+def position_from_cursor(cursor: str | None, sort: IncomingErrorSort) -> KeysetPosition | None:
+    """The keyset position inside a cursor (None without one); 422 when malformed or made for another sort."""
+    data = cursor_position(cursor, dict)
+    if data is None:
+        return None
+    if not isinstance(data.get("after"), list) or len(data["after"]) != 2:
         raise Unprocessable("invalid cursor")
     if data.get("sort") != sort.value:
         raise Unprocessable(f"this cursor belongs to sort={data.get('sort')}; repeat that sort or start without cursor")
@@ -143,7 +146,8 @@ def _sort_value(field: SortField, value: Any) -> str | int | datetime:
     raise Unprocessable("invalid cursor")
 
 
-async def _find_entry(session: AsyncSession, tenant_id: str, entry_id: str) -> IncomingError:
+async def find_entry(session: AsyncSession, tenant_id: str, entry_id: str) -> IncomingError:
+    """The tenant's entry named by the path's id; NotFound otherwise."""
     if _ENTRY_ID.match(entry_id) and int(entry_id) <= _MAX_BIGINT:
         entry = await IncomingErrorRepository(session).find(tenant_id, int(entry_id))
         if entry is not None:

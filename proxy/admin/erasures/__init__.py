@@ -1,0 +1,1 @@
+"""Admin: data subject requests received through the Firehose and what their erasures removed."""
