@@ -29,7 +29,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     _stats["requests"] += 1
     _stats["batches"] += body.count(b'"environment"')
-    await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
+    # Like S2S on a 2xx: the account's usage (none here), which the worker's pacing follows.
+    headers = [(b"content-length", b"0"), (b"x-mp-rate-limit-percentage-used", b"0")]
+    await send({"type": "http.response.start", "status": 202, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
 
 

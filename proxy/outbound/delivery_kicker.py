@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Iterable
 
+from shared.logging import get_logger
 from shared.queues.delivery import delivery_job
 from shared.queues.jobs import JobQueue
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 KICK_TIMEOUT_SECONDS = 1.0
 STOP_WAIT_SECONDS = 2 * KICK_TIMEOUT_SECONDS
@@ -32,7 +32,7 @@ async def kick_delivery(queue: JobQueue, tenant_id: str) -> None:
         async with asyncio.timeout(KICK_TIMEOUT_SECONDS):
             await queue.enqueue(delivery_job(queue.queue_name, tenant_id, time.time()))
     except Exception as exc:  # Redis down or slow: the worker's schedule picks the message up
-        logger.warning("outbound kick not enqueued tenant_id=%s (%s)", tenant_id, exc.__class__.__name__)
+        logger.warning("outbound_kick_not_enqueued", tenant_id=tenant_id, error=exc.__class__.__name__)
 
 
 class DeliveryKicker:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from proxy.outbound.outbox_writer import OutboxWriter
+from proxy.rate_limit import enforce_outbound_rate_limit
 from proxy.state import ProxyState
 from shared.credentials import hash_key
 from shared.errors import BridgeError, Conflict, ErrorCode, Forbidden, ServiceUnavailable, Unauthorized
@@ -93,4 +94,6 @@ async def authenticate_engine_caller(request: Request, tenant_id: str) -> Engine
         raise ServiceUnavailable(
             "the engine API key could not be checked: the database is unavailable", code=ErrorCode.DATABASE_UNAVAILABLE
         ) from exc
-    return EngineCaller(check_engine_caller(config, tenant_id), key_hash, state.tenant_configs, state.outbox)
+    caller = EngineCaller(check_engine_caller(config, tenant_id), key_hash, state.tenant_configs, state.outbox)
+    enforce_outbound_rate_limit(request, caller.tenant.id)  # 429 once the tenant's bucket is empty
+    return caller

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 
 from shared.mapping.outbound import timestamp_ms
 from shared.vocabulary import S2S_CUSTOM_EVENT_TYPES
@@ -19,6 +19,9 @@ def _customer(value: dict[str, Any], *, require_id: bool) -> dict[str, Any]:
         if require_id:
             raise ValueError("the customer needs an `id`")
         return value
+    if isinstance(customer_id, float) and customer_id.is_integer():  # JSON Schema's integer includes 1.0
+        customer_id = int(customer_id)
+        value = {**value, "id": customer_id}
     if isinstance(customer_id, bool) or not isinstance(customer_id, str | int) or str(customer_id).strip() == "":
         raise ValueError("the customer `id` must be a non-empty string or an integer")
     return value
@@ -49,10 +52,16 @@ def _custom_event_type(value: str) -> str:
     return value
 
 
+# What _customer accepts as an `id`, stated for OpenAPI: a non-blank string or an integer.
+_CUSTOMER_ID_SCHEMA = {"anyOf": [{"type": "string", "pattern": r"\S"}, {"type": "integer"}]}
 CustomerWithId = Annotated[
     dict[str, Any],
     AfterValidator(_customer_with_id),
-    Field(description="the loyalty customer: `id` plus any attributes", examples=[{"id": "c-1", "email": "a@x.io"}]),
+    Field(
+        description="the loyalty customer: `id` plus any attributes",
+        examples=[{"id": "c-1", "email": "a@x.io"}],
+        json_schema_extra={"required": ["id"], "properties": {"id": _CUSTOMER_ID_SCHEMA}},
+    ),
 ]
 Customer = Annotated[
     dict[str, Any],
@@ -94,7 +103,8 @@ class MarketingCommunicationRequest(BaseModel):
     customer: Customer
     event_name: EventName
     event_type: Annotated[str, AfterValidator(_custom_event_type)] = Field(
-        description="an S2S custom_event_type: " + ", ".join(sorted(S2S_CUSTOM_EVENT_TYPES))
+        description="an S2S custom_event_type: " + ", ".join(sorted(S2S_CUSTOM_EVENT_TYPES)),
+        json_schema_extra={"enum": list[JsonValue](sorted(S2S_CUSTOM_EVENT_TYPES))},
     )
     data: dict[str, Any] = Field(default_factory=dict)
     occurred_at: OccurredAt = None

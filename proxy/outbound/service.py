@@ -1,5 +1,6 @@
 """Outbound API and outbound message administration: store or skip calls, kick the worker, and
-list, show, retry and cancel messages.
+list, show, retry (one, or every failed one matching a filter) and cancel messages, pause and
+resume a tenant's delivery.
 
 Accepted calls go through the proxy's OutboxWriter (group commit: the 202 follows the commit of
 the batch holding the message); the administration functions flush at most and the routes commit.
@@ -7,7 +8,6 @@ the batch holding the message); the administration functions flush at most and t
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -15,7 +15,13 @@ from datetime import UTC, datetime
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from proxy.admin.messages.schemas import AttemptRead, OutboundMessageDetail, OutboundMessageRead
+from proxy.admin.messages.schemas import (
+    AttemptRead,
+    OutboundMessageDetail,
+    OutboundMessageQuery,
+    OutboundMessageRead,
+    OutboundPauseRead,
+)
 from proxy.outbound.delivery_kicker import kick_delivery
 from proxy.outbound.engine_auth import EngineCaller
 from proxy.outbound.schemas import (
@@ -24,8 +30,9 @@ from proxy.outbound.schemas import (
     MarketingCommunicationRequest,
     OutboundAccepted,
 )
-from proxy.pagination import Page, decode_cursor, encode_cursor
-from shared.errors import NotFound, Unprocessable
+from proxy.pagination import Page, cursor_position, page_of
+from shared.errors import NotFound
+from shared.logging import get_logger
 from shared.mapping.outbound import (
     OutboundDraft,
     customer_update_draft,
@@ -33,7 +40,7 @@ from shared.mapping.outbound import (
     marketing_communication_draft,
 )
 from shared.outbound.accepted_messages import AcceptedMessage
-from shared.outbound.messages import OutboundMessageRepository
+from shared.outbound.administration import MessageFilter, OutboundMessageAdmin
 from shared.tenants.config import OutboundConfig, TenantConfig
 
 __all__ = [
@@ -44,10 +51,14 @@ __all__ = [
     "get_message",
     "kick_delivery",
     "list_messages",
+    "message_filter",
+    "pause_delivery",
+    "resume_delivery",
+    "retry_failed_matching",
     "retry_message",
 ]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 def _new_id() -> str:
@@ -75,9 +86,7 @@ async def _store(caller: EngineCaller, draft: OutboundDraft) -> OutboundAccepted
     )
     if not await caller.outbox.submit(message):
         raise await caller.refusal()
-    logger.info(
-        "outbound message accepted tenant_id=%s message_id=%s kind=%s", message.tenant_id, message.id, draft.kind
-    )
+    logger.info("outbound_message_accepted", tenant_id=message.tenant_id, message_id=str(message.id), kind=draft.kind)
     return OutboundAccepted(message_id=message.id, status="queued")
 
 
@@ -88,16 +97,19 @@ async def accept_customer_update(caller: EngineCaller, request: CustomerUpdateRe
     return await _store(caller, draft)
 
 
+def _occurred_at_ms(occurred_at_ms: int | None, now: datetime | None) -> int:
+    """The call's `occurred_at`, defaulting to when it is accepted."""
+    return occurred_at_ms if occurred_at_ms is not None else int((now or _now()).timestamp() * 1000)
+
+
 async def accept_event(caller: EngineCaller, request: EventRequest, *, now: datetime | None = None) -> OutboundAccepted:
     """Store a loyalty event as custom event(s), or skip it when no external event maps its action."""
     tenant = caller.tenant
-    now = now or _now()
-    occurred_at_ms = request.occurred_at if request.occurred_at is not None else int(now.timestamp() * 1000)
     draft = event_draft(
         request.customer,
         request.action,
         request.data,
-        occurred_at_ms,
+        _occurred_at_ms(request.occurred_at, now),
         _outbound(tenant),
         tenant.external_events,
         _new_id,
@@ -112,14 +124,12 @@ async def accept_marketing_communication(
 ) -> OutboundAccepted:
     """Store a "Trigger marketing communication" custom event."""
     tenant = caller.tenant
-    now = now or _now()
-    occurred_at_ms = request.occurred_at if request.occurred_at is not None else int(now.timestamp() * 1000)
     draft = marketing_communication_draft(
         request.customer,
         request.event_name,
         request.event_type,
         request.data,
-        occurred_at_ms,
+        _occurred_at_ms(request.occurred_at, now),
         _outbound(tenant),
         _new_id,
     )
@@ -137,51 +147,40 @@ def parse_message_id(message_id: str) -> uuid.UUID:
         raise NotFound(f"outbound message {message_id!r} not found") from exc
 
 
-def _cursor_sequence(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    position = decode_cursor(cursor)
-    if not (isinstance(position, list) and len(position) == 1 and type(position[0]) is int):
-        raise Unprocessable("invalid cursor")
-    value: int = position[0]
-    return value
+def message_filter(query: OutboundMessageQuery, *, statuses: Sequence[str] | None = None) -> MessageFilter:
+    """The repository filter of the list's query parameters (`statuses` overrides `status`)."""
+    if statuses is None and query.status is not None:
+        statuses = [query.status]
+    return MessageFilter(
+        statuses=statuses,
+        kind=query.kind,
+        customer_id=query.customer_id,
+        created_from=query.created_from,
+        created_to=query.created_to,
+        last_status_code=query.last_status_code,
+    )
 
 
 async def list_messages(
-    session: AsyncSession,
-    tenant_id: str,
-    *,
-    statuses: Sequence[str] | None,
-    kind: str | None,
-    customer_id: str | None,
-    limit: int,
-    cursor: str | None,
+    session: AsyncSession, tenant_id: str, matching: MessageFilter, *, limit: int, cursor: str | None
 ) -> Page[OutboundMessageRead]:
-    """A page of the tenant's messages, newest first."""
-    repository = OutboundMessageRepository(session)
-    if not await repository.tenant_exists(tenant_id):
-        raise NotFound(f"tenant {tenant_id!r} not found")
-    rows = await repository.list_messages(
+    """A page of the tenant's messages that match, newest first."""
+    admin = OutboundMessageAdmin(session)
+    await admin.require_tenant(tenant_id)
+    rows = await admin.list_messages(
         tenant_id,
-        statuses=statuses,
-        kind=kind,
-        customer_id=customer_id,
-        before_sequence=_cursor_sequence(cursor),
+        matching,
+        before_sequence=cursor_position(cursor, int, boxed=True),
         limit=limit + 1,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page[OutboundMessageRead](
-        items=[OutboundMessageRead.model_validate(row) for row in rows],
-        next_cursor=encode_cursor([rows[-1].sequence]) if more and rows else None,
-    )
+    return page_of(rows, limit, OutboundMessageRead.model_validate, lambda message: [message.sequence])
 
 
 async def get_message(session: AsyncSession, tenant_id: str, message_id: str) -> OutboundMessageDetail:
     """One message with its batch and attempt log."""
-    repository = OutboundMessageRepository(session)
-    message = await repository.get_message(tenant_id, parse_message_id(message_id))
-    attempts = await repository.attempt_log(message.id)
+    admin = OutboundMessageAdmin(session)
+    message = await admin.get_message(tenant_id, parse_message_id(message_id))
+    attempts = await admin.attempt_log(message.id)
     summary = OutboundMessageRead.model_validate(message)
     return OutboundMessageDetail(
         **summary.model_dump(),
@@ -194,15 +193,46 @@ async def retry_message(
     session: AsyncSession, tenant_id: str, message_id: str, *, now: datetime | None = None
 ) -> OutboundMessageRead:
     """Put a `failed` message back in the queue (409 otherwise); its attempt counter starts over."""
-    message = await OutboundMessageRepository(session).requeue_failed(
-        tenant_id, parse_message_id(message_id), now or _now()
-    )
-    logger.info("outbound message requeued tenant_id=%s message_id=%s", tenant_id, message.id)
+    message = await OutboundMessageAdmin(session).requeue_failed(tenant_id, parse_message_id(message_id), now or _now())
+    logger.info("outbound_message_requeued", tenant_id=tenant_id, message_id=str(message.id))
     return OutboundMessageRead.model_validate(message)
+
+
+async def retry_failed_matching(
+    session: AsyncSession,
+    tenant_id: str,
+    message_filter: MessageFilter,
+    *,
+    dry_run: bool,
+    now: datetime | None = None,
+) -> int:
+    """How many `failed` messages match the filter (dry run), or were put back in the queue. Only
+    failed messages are taken, whatever the filter's status. The caller commits, then kicks delivery."""
+    admin = OutboundMessageAdmin(session)
+    await admin.require_tenant(tenant_id)
+    if dry_run:
+        return await admin.count_failed_matching(tenant_id, message_filter)
+    count = await admin.requeue_failed_matching(tenant_id, message_filter, now or _now())
+    logger.info("outbound_messages_requeued_by_filter", tenant_id=tenant_id, count=count)
+    return count
 
 
 async def cancel_message(session: AsyncSession, tenant_id: str, message_id: str) -> OutboundMessageRead:
     """Cancel a message that is not delivered yet (409 once delivered or already cancelled)."""
-    message = await OutboundMessageRepository(session).cancel(tenant_id, parse_message_id(message_id))
-    logger.info("outbound message cancelled tenant_id=%s message_id=%s", tenant_id, message.id)
+    message = await OutboundMessageAdmin(session).cancel(tenant_id, parse_message_id(message_id))
+    logger.info("outbound_message_cancelled", tenant_id=tenant_id, message_id=str(message.id))
     return OutboundMessageRead.model_validate(message)
+
+
+async def pause_delivery(session: AsyncSession, tenant_id: str, *, now: datetime | None = None) -> OutboundPauseRead:
+    """Pause the tenant's outbound delivery: calls are still accepted and wait, in order."""
+    paused_at = await OutboundMessageAdmin(session).pause(tenant_id, now or _now())
+    logger.info("outbound_delivery_paused", tenant_id=tenant_id)
+    return OutboundPauseRead(tenant_id=tenant_id, paused=True, outbound_paused_at=paused_at)
+
+
+async def resume_delivery(session: AsyncSession, tenant_id: str) -> OutboundPauseRead:
+    """Resume the tenant's outbound delivery; the caller commits, then kicks delivery."""
+    await OutboundMessageAdmin(session).resume(tenant_id)
+    logger.info("outbound_delivery_resumed", tenant_id=tenant_id)
+    return OutboundPauseRead(tenant_id=tenant_id, paused=False, outbound_paused_at=None)

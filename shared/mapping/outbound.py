@@ -6,9 +6,10 @@ Rules (CONTRACT §6, reference/notes/s2s.md):
   with `sync_only_configured_identifiers`. No identity at all is a 422 NO_IDENTITY.
 - user attributes: every sync field present in the customer; reserved `$` names are sent in the
   lower-case spelling of the S2S JSON reference (`$FirstName` -> `$firstname`), custom names as named.
-- custom events: `event_name`, `custom_event_type`, `custom_attributes`, `timestamp_unixtime_ms` and a
-  `source_message_id`; the batch has a `source_request_id`. Both are generated here, once, and kept
-  in the stored batch so resends carry the same ids.
+- custom events: `event_name`, `custom_event_type`, `custom_attributes`, `timestamp_unixtime_ms`, a
+  `source_message_id` and the echo marker in `custom_flags` (shared/mapping/echo.py: the Firehose
+  side drops an event that comes back with it); the batch has a `source_request_id`. Both ids are
+  generated here, once, and kept in the stored batch so resends carry the same ids.
 - values S2S cannot take (objects, lists in custom attributes) are sent as compact JSON text.
 """
 
@@ -21,16 +22,16 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import orjson
 
 from shared.errors import ErrorCode, Unprocessable
+from shared.mapping.echo import echo_flags
 from shared.mapping.templates import MISSING, render_template, walk_path
 from shared.outbound.limits import MAX_BATCH_BYTES
-from shared.vocabulary import RESERVED_USER_ATTRIBUTES
+from shared.vocabulary import RESERVED_USER_ATTRIBUTES, OutboundKind
 
-OutboundKind = Literal["customer_update", "event", "marketing_communication"]
 IdFactory = Callable[[], str]
 
 CUSTOMER_ID_FIELD = "id"
@@ -272,6 +273,7 @@ def _custom_event(
             "timestamp_unixtime_ms": occurred_at_ms,
             "source_message_id": new_id(),
             "custom_attributes": custom_attributes,
+            "custom_flags": echo_flags(),
         },
     }
 
@@ -299,7 +301,11 @@ def customer_update_draft(
 ) -> OutboundDraft:
     """A customer update: identities plus the synced `user_attributes`."""
     return _draft(
-        "customer_update", customer, rules, new_id, user_attributes=build_user_attributes(customer, sync_fields)
+        OutboundKind.CUSTOMER_UPDATE,
+        customer,
+        rules,
+        new_id,
+        user_attributes=build_user_attributes(customer, sync_fields),
     )
 
 
@@ -329,7 +335,7 @@ def event_draft(
         )
         for rule in matching
     ]
-    return _draft("event", customer, rules, new_id, events=events)
+    return _draft(OutboundKind.EVENT, customer, rules, new_id, events=events)
 
 
 def marketing_communication_draft(
@@ -345,4 +351,4 @@ def marketing_communication_draft(
     its custom attributes."""
     attributes = {name: custom_attribute_value(value) for name, value in data.items()}
     event = _custom_event(event_name, event_type, attributes, occurred_at_ms, new_id)
-    return _draft("marketing_communication", customer, rules, new_id, events=[event])
+    return _draft(OutboundKind.MARKETING_COMMUNICATION, customer, rules, new_id, events=[event])

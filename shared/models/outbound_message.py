@@ -24,22 +24,22 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base
 from shared.models._columns import created_at_column
+from shared.vocabulary import WAITING_STATUSES, AttemptTrigger, OutboundKind, OutboundStatus, sql_in
 
-OUTBOUND_KINDS = ("customer_update", "event", "marketing_communication")
-OUTBOUND_STATUSES = ("queued", "retrying", "delivered", "failed", "cancelled")
-WAITING_STATUSES = ("queued", "retrying")
+_WAITING = text(sql_in("status", WAITING_STATUSES))
 
 
 class OutboundMessage(Base):
     __tablename__ = "outbound_message"
     __table_args__ = (
-        CheckConstraint("kind IN ('customer_update', 'event', 'marketing_communication')", name="kind"),
-        CheckConstraint("status IN ('queued', 'retrying', 'delivered', 'failed', 'cancelled')", name="status"),
+        CheckConstraint(sql_in("kind", OutboundKind), name="kind"),
+        CheckConstraint(sql_in("status", OutboundStatus), name="status"),
+        CheckConstraint(sql_in("next_attempt_trigger", AttemptTrigger), name="next_attempt_trigger"),
         # The dispatcher's scan: waiting messages by due time.
         Index(
             "ix_outbound_message_due",
             "next_attempt_at",
-            postgresql_where=text("status IN ('queued', 'retrying')"),
+            postgresql_where=_WAITING,
         ),
         # Per-customer order: the oldest waiting message of a customer goes first.
         Index("ix_outbound_message_customer", "tenant_id", "customer_id", "sequence"),
@@ -49,7 +49,7 @@ class OutboundMessage(Base):
             "ix_outbound_message_waiting",
             "tenant_id",
             "sequence",
-            postgresql_where=text("status IN ('queued', 'retrying')"),
+            postgresql_where=_WAITING,
         ),
         # Held back? An older waiting message of the same customer (migration 0004).
         Index(
@@ -57,10 +57,16 @@ class OutboundMessage(Base):
             "tenant_id",
             "customer_id",
             "sequence",
-            postgresql_where=text("status IN ('queued', 'retrying')"),
+            postgresql_where=_WAITING,
         ),
         # Admin lists: a tenant's messages newest first (migration 0004).
         Index("ix_outbound_message_tenant_sequence", "tenant_id", "sequence"),
+        # Leases held right now, by owner (the dead-worker scan each second; migration 0006).
+        Index(
+            "ix_outbound_message_lease_owner",
+            "lease_owner",
+            postgresql_where=text("lease_owner IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -69,7 +75,7 @@ class OutboundMessage(Base):
     sequence: Mapped[int] = mapped_column(BigInteger, Identity(always=True), nullable=False, unique=True)
     kind: Mapped[str] = mapped_column(String(32), nullable=False)
     customer_id: Mapped[str] = mapped_column(String(128), nullable=False)
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=OutboundStatus.QUEUED)
     # The S2S batch, complete with source_request_id and source_message_ids (stable across resends).
     batch: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
@@ -78,13 +84,22 @@ class OutboundMessage(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # Set while a worker is sending; a crashed worker's lease expires and the message is taken again.
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The worker holding the lease: a lease whose owner stopped heartbeating is released at once.
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # What the next attempt is: `manual_retry` after an operator's retry, `automatic` otherwise.
+    next_attempt_trigger: Mapped[str] = mapped_column(
+        String(16), nullable=False, default=AttemptTrigger.AUTOMATIC, server_default=AttemptTrigger.AUTOMATIC
+    )
     created_at: Mapped[datetime] = created_at_column()
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class OutboundAttempt(Base):
     __tablename__ = "outbound_attempt"
-    __table_args__ = (Index("ix_outbound_attempt_message", "message_id", "id"),)
+    __table_args__ = (
+        Index("ix_outbound_attempt_message", "message_id", "id"),
+        CheckConstraint(sql_in("trigger", AttemptTrigger), name="trigger"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     message_id: Mapped[uuid.UUID] = mapped_column(
@@ -93,3 +108,6 @@ class OutboundAttempt(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    trigger: Mapped[str] = mapped_column(
+        String(16), nullable=False, default=AttemptTrigger.AUTOMATIC, server_default=AttemptTrigger.AUTOMATIC
+    )

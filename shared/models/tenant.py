@@ -5,11 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, Sequence, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    Sequence,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base
+from shared.mapping.inbound import DEFAULT_MAX_DATA_AGE_HOURS
 from shared.models._columns import created_at_column, updated_at_column
 
 # Every configuration change takes the next value; processes poll max(config_revision) to refresh caches.
@@ -22,8 +33,10 @@ class Tenant(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     engine_key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
-    # The inbound token is read back (operators paste it into mParticle), so it is stored as is.
-    inbound_token: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # The inbound token is read back (operators paste it into mParticle): stored encrypted with
+    # SECRET_KEY, plus a keyed hash that Firehose authentication compares (shared/secret_box.py).
+    inbound_token_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    inbound_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     config_revision: Mapped[int] = mapped_column(
         BigInteger,
         config_revision_seq,
@@ -32,6 +45,8 @@ class Tenant(Base):
         index=True,
     )
     created_at: Mapped[datetime] = created_at_column()
+    # Set while an operator has paused outbound delivery: calls are still accepted and wait.
+    outbound_paused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 def _tenant_fk() -> Mapped[str]:
@@ -46,7 +61,8 @@ class OutboundSettings(Base):
     tenant_id: Mapped[str] = _tenant_fk()
     api_url: Mapped[str] = mapped_column(String(500), nullable=False)
     api_key: Mapped[str] = mapped_column(String(500), nullable=False)
-    api_secret: Mapped[str] = mapped_column(String(500), nullable=False)
+    # Encrypted with SECRET_KEY (shared/secret_box.py); only the worker decrypts it, to send.
+    api_secret_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
     development: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     sync_only_configured_identifiers: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     loyalty_identifier_field: Mapped[str] = mapped_column(String(200), nullable=False)
@@ -64,6 +80,10 @@ class InboundSettings(Base):
     loyalty_identifier_field: Mapped[str] = mapped_column(String(200), nullable=False)
     track_audience_data: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     auto_subscribe: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # Events older than this when received are not awarded (EVENT_TOO_OLD); -1 accepts any age.
+    max_data_age_hours: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=DEFAULT_MAX_DATA_AGE_HOURS, server_default=str(DEFAULT_MAX_DATA_AGE_HOURS)
+    )
     updated_at: Mapped[datetime] = updated_at_column()
 
 

@@ -14,6 +14,8 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.vocabulary import OutboundKind, OutboundStatus
+
 
 @dataclass(frozen=True)
 class AcceptedMessage:
@@ -26,7 +28,7 @@ class AcceptedMessage:
     id: uuid.UUID
     tenant_id: str
     engine_key_hash: str
-    kind: str
+    kind: OutboundKind
     customer_id: str
     batch_json: str
 
@@ -40,7 +42,7 @@ class AcceptedMessage:
 # rather than VALUES lists: one statement text (prepared once) for every batch size.
 _INSERT_ACCEPTED_SQL = """
 INSERT INTO outbound_message (id, tenant_id, kind, customer_id, status, batch, attempts, next_attempt_at)
-SELECT m.id, m.tenant_id, m.kind, m.customer_id, 'queued', m.batch::jsonb, 0, $7
+SELECT m.id, m.tenant_id, m.kind, m.customer_id, $8::varchar, m.batch::jsonb, 0, $7
 FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], $6::text[])
     WITH ORDINALITY AS m(id, tenant_id, key_hash, kind, customer_id, batch, position)
 JOIN tenant ON tenant.id = m.tenant_id AND tenant.engine_key_hash = m.key_hash
@@ -80,6 +82,7 @@ class AcceptedMessageStore:
             [m.customer_id for m in messages],
             [m.batch_json for m in messages],
             now,
+            OutboundStatus.QUEUED.value,
         )
         return {row[0] for row in rows}
 

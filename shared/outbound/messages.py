@@ -1,10 +1,24 @@
-"""Outbound messages (the outbox towards mParticle S2S) and their attempt log: every statement.
+"""Outbound messages (the outbox towards mParticle S2S) and their attempt log: delivery statements.
 
-Delivery claims a tenant's due messages with FOR UPDATE SKIP LOCKED and stamps a lease; the lease
-value doubles as the claim token, so an outcome is only written by the worker holding the current
-lease, and never over a message that was cancelled meanwhile. Only a customer's oldest waiting
-message is ever due: a message waiting for a resend holds back that customer's later ones.
-Methods flush at most; the caller commits.
+Invariants:
+- Delivery claims a tenant's due messages with FOR UPDATE SKIP LOCKED and stamps a lease (and its
+  owner, the claiming worker); the lease value doubles as the claim token, so an outcome is only
+  written by the worker holding the current lease, and never over a message cancelled meanwhile.
+- Only a customer's oldest waiting message is ever due: a message waiting for a resend holds back
+  that customer's later ones.
+- A paused tenant (tenant.outbound_paused_at) has nothing due; its messages wait, in order.
+- An outcome mParticle has given is recorded, not re-earned: when PostgreSQL refuses the write, the
+  worker keeps the outcome and retries the write (worker/outbound/outcome_recorder.py) while its
+  lease holds. The one window for a resend of a batch mParticle already accepted: the worker dies
+  (or PostgreSQL stays unreachable past the lease) between mParticle's answer and the commit of
+  the outcome; the message is then claimed again and sent with the same source_request_id and
+  source_message_ids, so mParticle can recognise the duplicate.
+- A lease whose owner has stopped heartbeating is released at once (release_leases_of); the
+  lease's expiry is the backstop when liveness cannot be read. A live worker whose heartbeat
+  lapses (Redis unreachable from it for longer than the TTL while others still see Redis) can so
+  lose a lease mid-send: its outcome is then not applied and the batch may be resent, same ids.
+
+Methods flush at most; the caller commits. The admin API's statements are in administration.py.
 """
 
 from __future__ import annotations
@@ -20,8 +34,10 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Integer,
+    String,
     and_,
     bindparam,
+    case,
     exists,
     func,
     insert,
@@ -34,12 +50,9 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from shared.errors import Conflict, NotFound
 from shared.mapping.outbound import OutboundDraft
-from shared.models import WAITING_STATUSES, OutboundAttempt, OutboundMessage, Tenant
-
-# A message can be cancelled until it is delivered (a failed one too: the operator drops it).
-CANCELLABLE_STATUSES = ("queued", "retrying", "failed")
+from shared.models import OutboundMessage, Tenant
+from shared.vocabulary import WAITING_STATUSES, AttemptTrigger, OutboundStatus
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,7 @@ class ClaimedMessage:
     batch: dict[str, Any]
     attempts: int
     lease_expires_at: datetime
+    trigger: AttemptTrigger = AttemptTrigger.AUTOMATIC
 
 
 @dataclass(frozen=True)
@@ -61,9 +75,10 @@ class AttemptResult:
     attempted_at: datetime
     status_code: int | None
     error: str | None
-    new_status: str
+    new_status: OutboundStatus
     next_attempt_at: datetime | None
     delivered_at: datetime | None
+    trigger: AttemptTrigger = AttemptTrigger.AUTOMATIC
 
 
 def _is_waiting(message: type[OutboundMessage] | Any) -> ColumnElement[bool]:
@@ -95,6 +110,10 @@ def _held_back() -> ColumnElement[bool]:
     )
 
 
+def _tenant_paused() -> ColumnElement[bool]:
+    return exists().where(Tenant.id == OutboundMessage.tenant_id, Tenant.outbound_paused_at.is_not(None))
+
+
 def _due(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
     return and_(_is_waiting(OutboundMessage), OutboundMessage.next_attempt_at <= now, _lease_free(now), ~_held_back())
 
@@ -103,7 +122,7 @@ def _claim_due_statement() -> Any:
     now = bindparam("b_now", type_=DateTime(timezone=True))
     candidates = (
         select(OutboundMessage.id)
-        .where(OutboundMessage.tenant_id == bindparam("b_tenant"), _due(now))
+        .where(OutboundMessage.tenant_id == bindparam("b_tenant"), _due(now), ~_tenant_paused())
         .order_by(OutboundMessage.sequence)
         .limit(bindparam("b_limit", type_=Integer))
         .with_for_update(skip_locked=True, of=OutboundMessage)
@@ -111,13 +130,17 @@ def _claim_due_statement() -> Any:
     return (
         update(OutboundMessage)
         .where(OutboundMessage.id.in_(candidates))
-        .values(lease_expires_at=bindparam("b_lease", type_=DateTime(timezone=True)))
+        .values(
+            lease_expires_at=bindparam("b_lease", type_=DateTime(timezone=True)),
+            lease_owner=bindparam("b_owner", type_=String(64)),
+        )
         .returning(
             OutboundMessage.id,
             OutboundMessage.customer_id,
             OutboundMessage.sequence,
             OutboundMessage.batch,
             OutboundMessage.attempts,
+            OutboundMessage.next_attempt_trigger,
         )
         .execution_options(synchronize_session=False)
     )
@@ -127,12 +150,16 @@ def _claim_due_statement() -> Any:
 _CLAIM_DUE = _claim_due_statement()
 
 # A delivery round's outcomes in two statements (arrays, not executemany: one round trip each).
+# An attempt already logged (same message, same start time) is not logged again: a retried write
+# whose first commit went through but was never acknowledged changes nothing.
 _INSERT_ATTEMPTS = text(
     """
-    INSERT INTO outbound_attempt (message_id, at, status_code, error)
-    SELECT * FROM unnest(
-        CAST(:ids AS uuid[]), CAST(:ats AS timestamptz[]), CAST(:codes AS int[]), CAST(:errors AS text[])
-    )
+    INSERT INTO outbound_attempt (message_id, at, status_code, error, trigger)
+    SELECT u.id, u.at, u.code, u.error, u.trigger FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:ats AS timestamptz[]), CAST(:codes AS int[]), CAST(:errors AS text[]),
+        CAST(:triggers AS varchar[])
+    ) AS u(id, at, code, error, trigger)
+    WHERE NOT EXISTS (SELECT 1 FROM outbound_attempt AS a WHERE a.message_id = u.id AND a.at = u.at)
     """
 )
 # Only onto a message still waiting under the same lease: never over a cancelled or re-claimed one.
@@ -140,14 +167,15 @@ _APPLY_ATTEMPTS = text(
     """
     UPDATE outbound_message AS m
     SET status = u.status, attempts = m.attempts + 1, last_status_code = u.code, last_error = u.error,
-        next_attempt_at = u.next_at, delivered_at = u.delivered_at, lease_expires_at = NULL
+        next_attempt_at = u.next_at, delivered_at = u.delivered_at, lease_expires_at = NULL, lease_owner = NULL,
+        next_attempt_trigger = :automatic
     FROM unnest(
         CAST(:ids AS uuid[]), CAST(:leases AS timestamptz[]), CAST(:statuses AS varchar[]), CAST(:codes AS int[]),
         CAST(:errors AS text[]), CAST(:next_ats AS timestamptz[]), CAST(:delivered_ats AS timestamptz[])
     ) AS u(id, lease, status, code, error, next_at, delivered_at)
-    WHERE m.id = u.id AND m.status IN ('queued', 'retrying') AND m.lease_expires_at = u.lease
+    WHERE m.id = u.id AND m.status = ANY(CAST(:waiting AS varchar[])) AND m.lease_expires_at = u.lease
     """
-)
+).bindparams(automatic=AttemptTrigger.AUTOMATIC.value, waiting=[status.value for status in WAITING_STATUSES])
 
 
 class OutboundMessageRepository:
@@ -167,7 +195,7 @@ class OutboundMessageRepository:
                 tenant_id=tenant_id,
                 kind=draft.kind,
                 customer_id=draft.customer_id,
-                status="queued",
+                status=OutboundStatus.QUEUED,
                 batch=draft.batch,
                 attempts=0,
                 next_attempt_at=now,
@@ -192,17 +220,24 @@ class OutboundMessageRepository:
             .limit(1)
             .lateral("first_due")
         )
-        rows = await self._session.scalars(select(Tenant.id).join(first_due, true()).limit(limit))
+        rows = await self._session.scalars(
+            select(Tenant.id).where(Tenant.outbound_paused_at.is_(None)).join(first_due, true()).limit(limit)
+        )
         return list(rows)
 
     async def claim_due(
-        self, tenant_id: str, now: datetime, lease_expires_at: datetime, limit: int
+        self, tenant_id: str, now: datetime, lease_expires_at: datetime, limit: int, *, owner: str | None = None
     ) -> list[ClaimedMessage]:
-        """Lease up to `limit` of the tenant's due messages (at most one per customer, its oldest)."""
+        """Lease up to `limit` of the tenant's due messages (at most one per customer, its oldest),
+        none while the tenant is paused; `owner` is the claiming worker's liveness id."""
         rows = await self._session.execute(
-            _CLAIM_DUE, {"b_tenant": tenant_id, "b_now": now, "b_lease": lease_expires_at, "b_limit": limit}
+            _CLAIM_DUE,
+            {"b_tenant": tenant_id, "b_now": now, "b_lease": lease_expires_at, "b_limit": limit, "b_owner": owner},
         )
-        claimed = [ClaimedMessage(row[0], row[1], row[2], row[3], row[4], lease_expires_at) for row in rows]
+        claimed = [
+            ClaimedMessage(row[0], row[1], row[2], row[3], row[4], lease_expires_at, AttemptTrigger(row[5]))
+            for row in rows
+        ]
         return sorted(claimed, key=lambda message: message.sequence)
 
     async def next_due_at(self, tenant_id: str, now: datetime) -> datetime | None:
@@ -225,23 +260,21 @@ class OutboundMessageRepository:
         """Log every attempt and move each message on, unless it was cancelled (or re-claimed) meanwhile."""
         if not results:
             return
+        outcomes = {
+            "ids": [r.message_id for r in results],
+            "codes": [r.status_code for r in results],
+            "errors": [r.error for r in results],
+        }
         await self._session.execute(
             _INSERT_ATTEMPTS,
-            {
-                "ids": [r.message_id for r in results],
-                "ats": [r.attempted_at for r in results],
-                "codes": [r.status_code for r in results],
-                "errors": [r.error for r in results],
-            },
+            {**outcomes, "ats": [r.attempted_at for r in results], "triggers": [r.trigger for r in results]},
         )
         await self._session.execute(
             _APPLY_ATTEMPTS,
             {
-                "ids": [r.message_id for r in results],
+                **outcomes,
                 "leases": [r.lease_expires_at for r in results],
                 "statuses": [r.new_status for r in results],
-                "codes": [r.status_code for r in results],
-                "errors": [r.error for r in results],
                 "next_ats": [r.next_attempt_at for r in results],
                 "delivered_ats": [r.delivered_at for r in results],
             },
@@ -249,6 +282,10 @@ class OutboundMessageRepository:
 
     async def cancel_claimed(self, claimed: Sequence[ClaimedMessage], reason: str) -> None:
         """Cancel claimed messages that can no longer be sent (their tenant was disconnected)."""
+        await self._update_claimed(claimed, status=OutboundStatus.CANCELLED, last_error=reason, next_attempt_at=None)
+
+    async def _update_claimed(self, claimed: Sequence[ClaimedMessage], **values: Any) -> None:
+        """Set `values` on each claimed message still waiting under our lease, and drop the lease."""
         for message in claimed:
             await self._session.execute(
                 update(OutboundMessage)
@@ -257,85 +294,61 @@ class OutboundMessageRepository:
                     _is_waiting(OutboundMessage),
                     OutboundMessage.lease_expires_at == message.lease_expires_at,
                 )
-                .values(status="cancelled", last_error=reason, next_attempt_at=None, lease_expires_at=None)
+                .values(**values, lease_expires_at=None, lease_owner=None)
                 .execution_options(synchronize_session=False)
             )
 
-    # --- the admin API --------------------------------------------------------------------------------
+    # --- leases of dead workers -------------------------------------------------------------------------
 
-    async def tenant_exists(self, tenant_id: str) -> bool:
-        return bool(await self._session.scalar(select(exists().where(Tenant.id == tenant_id))))
-
-    async def list_messages(
-        self,
-        tenant_id: str,
-        *,
-        statuses: Sequence[str] | None,
-        kind: str | None,
-        customer_id: str | None,
-        before_sequence: int | None,
-        limit: int,
-    ) -> list[OutboundMessage]:
-        """Up to `limit` of the tenant's messages, newest first, older than `before_sequence`."""
-        stmt = select(OutboundMessage).where(OutboundMessage.tenant_id == tenant_id)
-        if statuses is not None:
-            stmt = stmt.where(OutboundMessage.status.in_(statuses))
-        if kind is not None:
-            stmt = stmt.where(OutboundMessage.kind == kind)
-        if customer_id is not None:
-            stmt = stmt.where(OutboundMessage.customer_id == customer_id)
-        if before_sequence is not None:
-            stmt = stmt.where(OutboundMessage.sequence < before_sequence)
-        stmt = stmt.order_by(OutboundMessage.sequence.desc()).limit(limit)
-        return list(await self._session.scalars(stmt))
-
-    async def get_message(self, tenant_id: str, message_id: uuid.UUID) -> OutboundMessage:
-        """The tenant's message; NotFound for an unknown id or another tenant's message."""
-        message = await self._session.scalar(
-            select(OutboundMessage).where(OutboundMessage.tenant_id == tenant_id, OutboundMessage.id == message_id)
+    async def lease_owners(self, now: datetime) -> list[str]:
+        """The workers holding an unexpired lease on a waiting message."""
+        rows = await self._session.scalars(
+            select(OutboundMessage.lease_owner)
+            .where(OutboundMessage.lease_owner.is_not(None))  # ix_outbound_message_lease_owner
+            .where(_is_waiting(OutboundMessage), OutboundMessage.lease_expires_at > now)
+            .distinct()
         )
-        if message is None:
-            raise NotFound(f"outbound message {message_id} not found")
-        return message
+        return [owner for owner in rows if owner is not None]
 
-    async def attempt_log(self, message_id: uuid.UUID) -> list[OutboundAttempt]:
-        """Every attempt of a message, oldest first."""
-        stmt = select(OutboundAttempt).where(OutboundAttempt.message_id == message_id).order_by(OutboundAttempt.id)
-        return list(await self._session.scalars(stmt))
+    async def release_claimed(self, claimed: Sequence[ClaimedMessage]) -> None:
+        """Give back claims whose outcome will not be recorded (a run cut off): due again at once."""
+        await self._update_claimed(claimed)
 
-    async def requeue_failed(self, tenant_id: str, message_id: uuid.UUID, now: datetime) -> OutboundMessage:
-        """Put a `failed` message back in the queue, due now, its attempt counter reset (log kept)."""
-        return await self._transition(
-            tenant_id,
-            message_id,
-            from_statuses=("failed",),
-            values={"status": "queued", "attempts": 0, "next_attempt_at": now, "lease_expires_at": None},
-        )
-
-    async def cancel(self, tenant_id: str, message_id: uuid.UUID) -> OutboundMessage:
-        """Cancel a message that is not delivered yet."""
-        return await self._transition(
-            tenant_id,
-            message_id,
-            from_statuses=CANCELLABLE_STATUSES,
-            values={"status": "cancelled", "next_attempt_at": None, "lease_expires_at": None},
-        )
-
-    async def _transition(
-        self, tenant_id: str, message_id: uuid.UUID, *, from_statuses: Sequence[str], values: dict[str, Any]
-    ) -> OutboundMessage:
-        updated = await self._session.scalar(
+    async def release_leases_of(self, owners: Sequence[str]) -> int:
+        """Release the leases held by `owners` (workers known dead): their messages are due again
+        at once. The number of messages released."""
+        if not owners:
+            return 0
+        released = await self._session.execute(
             update(OutboundMessage)
-            .where(
-                OutboundMessage.tenant_id == tenant_id,
-                OutboundMessage.id == message_id,
-                OutboundMessage.status.in_(from_statuses),
-            )
-            .values(**values)
-            .returning(OutboundMessage)
-            .execution_options(populate_existing=True)
+            .where(OutboundMessage.lease_owner.in_(owners), _is_waiting(OutboundMessage))
+            .values(lease_expires_at=None, lease_owner=None)
+            .execution_options(synchronize_session=False)
         )
-        if updated is not None:
-            return updated
-        current = await self.get_message(tenant_id, message_id)
-        raise Conflict(f"outbound message {message_id} is {current.status}")
+        return int(getattr(released, "rowcount", 0) or 0)
+
+
+ERASED_BATCH: dict[str, Any] = {"erased": True}
+
+
+async def erase_customer_batches(session: AsyncSession, tenant_id: str, customer_id: str) -> int:
+    """Data subject erasure: replace the S2S batch of every message of the customer (it holds
+    personal data) with ERASED_BATCH, cancelling the waiting ones; returns how many were erased."""
+    erased = await session.execute(
+        update(OutboundMessage)
+        .where(
+            OutboundMessage.tenant_id == tenant_id,
+            OutboundMessage.customer_id == customer_id,
+            OutboundMessage.batch != ERASED_BATCH,
+        )
+        .values(
+            batch=ERASED_BATCH,
+            status=case((_is_waiting(OutboundMessage), OutboundStatus.CANCELLED.value), else_=OutboundMessage.status),
+            last_error=case(
+                (_is_waiting(OutboundMessage), "cancelled: data subject erasure"), else_=OutboundMessage.last_error
+            ),
+            next_attempt_at=case((_is_waiting(OutboundMessage), None), else_=OutboundMessage.next_attempt_at),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(erased, "rowcount", 0) or 0)

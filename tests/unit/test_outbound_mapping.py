@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from shared.errors import ErrorCode, Unprocessable
+from shared.mapping.echo import echo_flags, is_echo
 from shared.mapping.outbound import (
+    OutboundDraft,
     build_user_attributes,
     build_user_identities,
     check_batch_size,
@@ -365,6 +367,7 @@ class TestDrafts:
                         "timestamp_unixtime_ms": 1_700_000_000_000,
                         "source_message_id": "00000000-0000-4000-8000-000000000001",
                         "custom_attributes": {"points": 10, "why": "for birthday"},
+                        "custom_flags": {"LoyaltyBridge.Origin": "loyalty-bridge"},
                     },
                 }
             ],
@@ -413,9 +416,47 @@ class TestDrafts:
                     "timestamp_unixtime_ms": 1_700_000_000_000,
                     "source_message_id": "00000000-0000-4000-8000-000000000001",
                     "custom_attributes": {"points": "10", "meta": '{"a":1}'},
+                    "custom_flags": {"LoyaltyBridge.Origin": "loyalty-bridge"},
                 },
             }
         ]
+
+
+def _drafts_with_events() -> dict[str, OutboundDraft | None]:
+    externals = [External("point_add", "first", "other"), External("point_add", "second", "social")]
+    return {
+        "event, one external event": event_draft(
+            {"id": "c1"}, "point_add", {}, 1, Rules(), externals[:1], sequential_ids()
+        ),
+        "event, two external events": event_draft(
+            {"id": "c1"}, "point_add", {}, 1, Rules(), externals, sequential_ids()
+        ),
+        "marketing communication": marketing_communication_draft(
+            {"id": "c1"}, "mail", "other", {"a": 1}, 1, Rules(), sequential_ids()
+        ),
+        "marketing communication with its own flags in data": marketing_communication_draft(
+            {"id": "c1"}, "mail", "other", {"custom_flags": "x"}, 1, Rules(), sequential_ids()
+        ),
+    }
+
+
+class TestEchoMarker:
+    """Every S2S event the bridge builds carries the echo marker, so the Firehose side can drop it
+    when mParticle sends it back (shared/mapping/echo.py)."""
+
+    @pytest.mark.parametrize("case", list(_drafts_with_events()))
+    def test_every_event_carries_the_marker(self, case: str) -> None:
+        draft = _drafts_with_events()[case]
+        assert draft is not None
+        events = draft.batch["events"]
+        assert events
+        for event in events:
+            assert event["data"]["custom_flags"] == echo_flags()
+            assert is_echo(event["data"])
+
+    def test_a_customer_update_has_no_events_to_mark(self) -> None:
+        draft = customer_update_draft({"id": "c1"}, Rules(), [], sequential_ids())
+        assert "events" not in draft.batch
 
 
 class TestSizeLimits:

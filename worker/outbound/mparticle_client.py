@@ -15,10 +15,14 @@ from dataclasses import dataclass
 import httpx
 import orjson
 
+from shared.mapping.pacing import parse_percent_used
+from shared.observability.metrics import S2S_ATTEMPT_CONNECTION_ERROR, S2S_ATTEMPT_TIMEOUT, record_s2s_status
 from shared.outbound.limits import BULK_EVENTS_PATH, EVENTS_PATH
+from shared.outbound_hosts import DestinationRefused
 
 ERROR_TEXT_MAX_CHARS = 500
 USER_AGENT = "loyalty-bridge/0.1 (+mParticle S2S)"
+PERCENT_USED_HEADER = "x-mp-rate-limit-percentage-used"
 # Older configurations carried the full path; everything up to /v2 is the pod's base URL.
 _TOLERATED_SUFFIXES = ("/v2/bulkevents", "/v2/events", "/v2")
 
@@ -34,7 +38,11 @@ class S2SDestination:
 
 @dataclass(frozen=True)
 class Delivered:
+    """mParticle took the batches. Every outcome carries mParticle's X-MP-Rate-Limit-Percentage-Used
+    when the answer had one: the pacing (worker/outbound/pacing.py) follows it."""
+
     status_code: int
+    percent_used: float | None = None
 
 
 @dataclass(frozen=True)
@@ -42,12 +50,14 @@ class Retryable:
     status_code: int | None
     error: str
     retry_after_seconds: float | None = None
+    percent_used: float | None = None
 
 
 @dataclass(frozen=True)
 class Permanent:
     status_code: int | None
     error: str
+    percent_used: float | None = None
 
 
 DeliveryOutcome = Delivered | Retryable | Permanent
@@ -101,14 +111,15 @@ def error_text(response: httpx.Response) -> str:
 def classify_response(response: httpx.Response, now_epoch_seconds: float) -> DeliveryOutcome:
     """202 (any 2xx) delivered; 429 and 5xx retryable (429 with its Retry-After); the rest permanent."""
     status = response.status_code
+    percent_used = parse_percent_used(response.headers.get(PERCENT_USED_HEADER))
     if 200 <= status < 300:
-        return Delivered(status)
+        return Delivered(status, percent_used)
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("retry-after"), now_epoch_seconds)
-        return Retryable(status, error_text(response), retry_after)
+        return Retryable(status, error_text(response), retry_after, percent_used)
     if status >= 500:
-        return Retryable(status, error_text(response))
-    return Permanent(status, error_text(response))
+        return Retryable(status, error_text(response), percent_used=percent_used)
+    return Permanent(status, error_text(response), percent_used)
 
 
 class MParticleClient:
@@ -145,11 +156,16 @@ class MParticleClient:
                         "User-Agent": USER_AGENT,
                     },
                 )
+        except DestinationRefused as exc:  # the SSRF guard (worker/outbound/safe_transport.py)
+            return Permanent(None, f"destination refused: {exc}"[:ERROR_TEXT_MAX_CHARS])
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             return Permanent(None, f"invalid api_url: {exc}"[:ERROR_TEXT_MAX_CHARS])
         except (TimeoutError, httpx.TimeoutException):
+            S2S_ATTEMPT_TIMEOUT.inc()
             return Retryable(None, f"timeout: no answer within {self._timeout_seconds:g}s")
         except httpx.HTTPError as exc:
+            S2S_ATTEMPT_CONNECTION_ERROR.inc()
             reason = str(exc) or exc.__class__.__name__
             return Retryable(None, f"connection error: {reason}"[:ERROR_TEXT_MAX_CHARS])
+        record_s2s_status(response.status_code)
         return classify_response(response, self._clock())

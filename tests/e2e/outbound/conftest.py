@@ -8,11 +8,16 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
+import httpx
 import pytest
 from arq.worker import Worker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.settings import Settings
+from shared.tenants.config import TenantConfigCache
 from tests.fakes.s2s_server import FakeS2SServer
+from worker.outbound.mparticle_client import MParticleClient
+from worker.outbound.service import OutboundDelivery
 
 STOP_WAIT_SECONDS = 15.0
 
@@ -80,3 +85,22 @@ async def running_worker(settings: Settings) -> AsyncIterator[None]:
         yield
     finally:
         await stop()
+
+
+@pytest.fixture
+async def delivery(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[OutboundDelivery]:
+    """The worker's delivery service, in process and driven by the test (no arq, no schedule)."""
+    tenant_configs = TenantConfigCache(sessionmaker, settings.config_cache_seconds)
+    await tenant_configs.start()
+    async with httpx.AsyncClient() as http:
+        try:
+            yield OutboundDelivery(
+                sessionmaker=sessionmaker,
+                client=MParticleClient(http, timeout_seconds=settings.outbound_timeout_seconds),
+                tenant_configs=tenant_configs,
+                settings=settings,
+            )
+        finally:
+            await tenant_configs.stop()

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from shared.settings import Settings
+from tests.conftest import OUTBOUND_ALLOWED_HOSTS, SECRET_KEY
 
 STARTUP_TIMEOUT_SECONDS = 20.0
 REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
@@ -28,6 +29,8 @@ class WorkerProcess:
             "OUTBOUND_RETRY_BASE_SECONDS": str(settings.outbound_retry_base_seconds),
             "OUTBOUND_TIMEOUT_SECONDS": str(settings.outbound_timeout_seconds),
             "OUTBOUND_MAX_RESENDS": str(settings.outbound_max_resends),
+            "SECRET_KEY": SECRET_KEY,
+            "OUTBOUND_ALLOWED_HOSTS": OUTBOUND_ALLOWED_HOSTS,
             "LOG_LEVEL": "INFO",
         }
         self._log_path = log_path

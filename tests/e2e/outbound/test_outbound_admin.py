@@ -244,7 +244,10 @@ class TestDetail:
             (None, "timeout: no answer within 1s"),
             (503, "HTTP 503"),
         ]
-        assert all(set(a) == {"at", "status_code", "error"} for a in body["attempt_log"])
+        assert all(set(a) == {"attempt_id", "at", "trigger", "status_code", "error"} for a in body["attempt_log"])
+        assert [a["trigger"] for a in body["attempt_log"]] == ["automatic", "automatic"]
+        first_id, second_id = (a["attempt_id"] for a in body["attempt_log"])
+        assert first_id < second_id
         assert (body["status"], body["attempts"]) == ("retrying", 2)
 
     @pytest.mark.parametrize("message_id", ["not-a-uuid", "00000000-0000-4000-8000-000000000000", "123"])

@@ -14,7 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.credentials import hash_key, new_engine_key
 from shared.models import OutboundSettings, Tenant
+from shared.secret_box import secret_box_for
 from shared.settings import Settings
+from tests.conftest import SECRET_KEY
 from tests.e2e.outbound.helpers import S2STenant, load_message, load_messages, make_s2s_tenant
 from tests.factories import make_tenant
 from tests.fakes.s2s_server import FakeS2SServer
@@ -152,7 +154,7 @@ class TestEngineKeyAuthentication:
                     tenant_id=tenant.id,
                     api_url="https://s2s.mparticle.com",
                     api_key=tenant.api_key,
-                    api_secret=tenant.api_secret,
+                    api_secret_encrypted=secret_box_for(SECRET_KEY).encrypt(tenant.api_secret),
                     development=False,
                     sync_only_configured_identifiers=False,
                     loyalty_identifier_field="id",

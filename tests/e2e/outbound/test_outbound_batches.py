@@ -187,6 +187,8 @@ class TestEvents:
                             "antavo_first_item": "SKU-1",
                             "antavo_source": "loyalty",
                         },
+                        # The echo marker: the Firehose side drops this event if mParticle sends it back.
+                        "custom_flags": {"LoyaltyBridge.Origin": "loyalty-bridge"},
                     },
                 }
             ],
@@ -249,6 +251,7 @@ class TestMarketingCommunications:
                             "vip": True,
                             "details": '{"channel":"email"}',
                         },
+                        "custom_flags": {"LoyaltyBridge.Origin": "loyalty-bridge"},
                     },
                 }
             ],

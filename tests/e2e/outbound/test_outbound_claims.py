@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import session_scope
 from shared.mapping.outbound import OutboundDraft
+from shared.outbound.administration import OutboundMessageAdmin
 from shared.outbound.messages import AttemptResult, ClaimedMessage, OutboundMessageRepository
 from tests.e2e.outbound.helpers import load_attempts, load_message
 from tests.factories import make_tenant
@@ -107,7 +108,7 @@ class TestClaiming:
         [second] = await claim(sessionmaker, tenant_id, T0)
         assert second.id == ids[1]
         async with session_scope(sessionmaker) as session:
-            await OutboundMessageRepository(session).cancel(tenant_id, ids[1])
+            await OutboundMessageAdmin(session).cancel(tenant_id, ids[1])
         [third] = await claim(sessionmaker, tenant_id, T0 + LEASE)
         assert third.id == ids[2]
 
@@ -164,7 +165,7 @@ class TestRecordingOutcomes:
         [message_id] = await add_messages(sessionmaker, tenant_id, ["a"])
         [claimed] = await claim(sessionmaker, tenant_id, T0)
         async with session_scope(sessionmaker) as session:  # cancelled while the send is in flight
-            await OutboundMessageRepository(session).cancel(tenant_id, message_id)
+            await OutboundMessageAdmin(session).cancel(tenant_id, message_id)
         await record(sessionmaker, outcome(claimed, T0, "delivered", 202))
         message = await load_message(sessionmaker, message_id)
         assert (message.status, message.attempts, message.delivered_at) == ("cancelled", 0, None)
