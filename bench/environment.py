@@ -14,9 +14,12 @@ from sqlalchemy.engine import make_url
 
 from shared.credentials import hash_key, new_engine_key, new_inbound_token
 from shared.migrate import upgrade_to_head
+from shared.secret_box import secret_box_for
 from shared.settings import normalize_database_url, plain_database_url
 
 MAPPED_EVENT_NAMES = ("view_item", "add_to_cart", "purchase", "share", "review")
+# SECRET_KEY of the bench's processes (it encrypts the stored inbound token and S2S secret).
+BENCH_SECRET_KEY = "bench-secret-key-0123456789abcdef0123456789"
 
 
 @dataclass
@@ -80,22 +83,26 @@ async def forget_queue(redis_url: str, queue_name: str) -> None:
 async def create_tenant(database_url: str, *, tenant_id: str, s2s_url: str) -> BenchTenant:
     """A connected tenant: 5 inbound mappings, auto-subscribe, one external event, two sync fields."""
     engine_key, token = new_engine_key(), new_inbound_token()
+    box = secret_box_for(BENCH_SECRET_KEY)
     connection = await asyncpg.connect(plain_database_url(database_url))
     try:
         async with connection.transaction():
             await connection.execute(
-                "INSERT INTO tenant (id, name, engine_key_hash, inbound_token) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO tenant (id, name, engine_key_hash, inbound_token_encrypted, inbound_token_hash)"
+                " VALUES ($1, $2, $3, $4, $5)",
                 tenant_id,
                 f"Bench {tenant_id}",
                 hash_key(engine_key),
-                token,
+                box.encrypt(token),
+                box.token_hash(token),
             )
             await connection.execute(
-                "INSERT INTO outbound_settings (tenant_id, api_url, api_key, api_secret, development,"
+                "INSERT INTO outbound_settings (tenant_id, api_url, api_key, api_secret_encrypted, development,"
                 " sync_only_configured_identifiers, loyalty_identifier_field, customer_identifier_field)"
-                " VALUES ($1, $2, 'bench-key', 'bench-secret', false, false, 'id', 'customer_id')",
+                " VALUES ($1, $2, 'bench-key', $3, false, false, 'id', 'customer_id')",
                 tenant_id,
                 s2s_url,
+                box.encrypt("bench-secret"),
             )
             await connection.execute(
                 "INSERT INTO inbound_settings (tenant_id, customer_identifier_field, loyalty_identifier_field,"

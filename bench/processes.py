@@ -39,9 +39,12 @@ def start_module(module: str, args: list[str], env: dict[str, str], log_path: Pa
     )
 
 
-def wait_http_ok(url: str, timeout_seconds: float = 30.0) -> None:
+def wait_http_ok(url: str, timeout_seconds: float = 30.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait for `url` to answer 200; fails at once if `process` (the server) exits meanwhile."""
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server of {url} exited with {process.returncode} (see its log under var/bench)")
         try:
             if httpx.get(url, timeout=1.0).status_code == 200:
                 return
@@ -52,8 +55,12 @@ def wait_http_ok(url: str, timeout_seconds: float = 30.0) -> None:
 
 
 def peak_rss_mb(pid: int) -> float:
-    """Peak resident set size (VmHWM) of a live process, in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    """Peak resident set size (VmHWM) of a live process, in MiB (0 when it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0

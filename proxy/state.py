@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from proxy.outbound.delivery_kicker import DeliveryKicker
 from proxy.outbound.outbox_writer import OutboxWriter
+from shared.errorlog.deferred import DeferredErrorLog
 from shared.queues.jobs import JobQueue
 from shared.settings import Settings
 from shared.tenants.config import TenantConfigCache
@@ -25,3 +26,5 @@ class ProxyState:
     # The outbound API's group-commit writer and the kicks it triggers.
     outbox: OutboxWriter
     delivery_kicker: DeliveryKicker
+    # Error-log entries PostgreSQL refused during an outage, written once it is back.
+    deferred_error_log: DeferredErrorLog

@@ -7,7 +7,11 @@ batches, each applied in one PostgreSQL transaction. Keys, per deployment (QUEUE
 - `<queue>:firehose:pending`  sorted set of request members, scored like arq's queue
   (shared.queues.jobs.priority_score: lower priority first, then arrival order);
 - `<queue>:firehose:claimed`  sorted set of members a worker is applying, scored by the deadline
-  of its lease; a live worker renews it, an expired one goes back to pending with its old score;
+  of a fallback lease (used only for claims without an owner);
+- `<queue>:firehose:owners`  hash: claimed member -> the id of the worker applying it. A claim whose
+  owner's heartbeat (shared.queues.liveness) is gone goes back to pending with its old score at the
+  next scan of any worker (each second): a crashed worker's work is taken up within ~4 s, and a
+  long batch keeps its claim as long as its worker is alive;
 - `<queue>:firehose:wake`  a one-element list pushed when requests are queued: idle consumers
   block on it (BLPOP) rather than poll;
 - `<queue>:firehose:job:<member>`  string: the request's score, tenant id, received_at_ms and body
@@ -29,6 +33,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from shared.queues.jobs import JOB_EXPIRES_MS, firehose_job_id, priority_score
+from shared.queues.liveness import liveness_key_prefix
 
 # ARGV: expiry ms, then per request: member, score, job value. SET NX is the "already queued" check.
 # Returns 1 per request queued, 0 per request already queued or being applied.
@@ -52,8 +57,8 @@ end
 return results
 """
 
-# Take due members in score order, up to a count and (after the first) a byte budget; returns
-# member, job value, member, job value, ...
+# Take due members in score order, up to a count and (after the first) a byte budget, recording
+# ARGV[6] (when not empty) as their owner; returns member, job value, member, job value, ...
 _CLAIM = """
 local members = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 local claimed = {}
@@ -67,6 +72,9 @@ for _, member in ipairs(members) do
     if value then
         bytes = bytes + string.len(value)
         redis.call('zadd', KEYS[2], ARGV[2], member)
+        if ARGV[6] ~= '' then
+            redis.call('hset', KEYS[3], member, ARGV[6])
+        end
         claimed[#claimed + 1] = member
         claimed[#claimed + 1] = value
     end
@@ -74,18 +82,13 @@ end
 return claimed
 """
 
-# Put claimed members back in pending with their original score (the job value's first line):
-# ARGV[2..] (a stopping worker), or, when ARGV[1] is a time, every claim whose lease deadline has
-# passed (a crashed worker's).
+# Put claimed members back in pending with their original score (the job value's first line) and
+# forget their owner: ARGV[2..] (a stopping worker), or, when ARGV[1] is a time, orphaned claims:
+# those whose owner's liveness key (ARGV[2] .. owner) is gone, and those without an owner whose
+# lease deadline has passed. KEYS: claimed, pending, job prefix, owners.
 _RELEASE = """
-local members
-if ARGV[1] == '' then
-    members = {unpack(ARGV, 2)}
-else
-    members = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)
-end
 local released = 0
-for _, member in ipairs(members) do
+local function give_back(member)
     if redis.call('zrem', KEYS[1], member) == 1 then
         local value = redis.call('get', KEYS[3] .. member)
         if value then
@@ -93,46 +96,105 @@ for _, member in ipairs(members) do
             released = released + 1
         end
     end
+    redis.call('hdel', KEYS[4], member)
+end
+if ARGV[1] == '' then
+    for i = 2, #ARGV do
+        give_back(ARGV[i])
+    end
+    return released
+end
+local alive = {}
+local function owner_alive(owner)
+    if not owner then
+        return false
+    end
+    if alive[owner] == nil then
+        alive[owner] = redis.call('exists', ARGV[2] .. owner) == 1
+    end
+    return alive[owner]
+end
+local owners = redis.call('hgetall', KEYS[4])
+for i = 1, #owners, 2 do
+    if not owner_alive(owners[i + 1]) then
+        give_back(owners[i])
+    end
+end
+for _, member in ipairs(redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)) do
+    if not owner_alive(redis.call('hget', KEYS[4], member)) then
+        give_back(member)
+    end
 end
 return released
 """
 
 
-def job_value(score: float, tenant_id: str, received_at_ms: int, body: str) -> str:
-    """A queued request as stored: score, tenant id and received_at_ms on the first three lines,
-    then the body (tenant ids and numbers never contain a line break)."""
-    return f"{score!r}\n{tenant_id}\n{received_at_ms}\n{body}"
+@dataclass(frozen=True)
+class ReplayOf:
+    """An operator's replay of an incoming error log entry (CONTRACT §8): the worker applies the
+    stored request again and records the outcome on the entry."""
+
+    entry_id: int
+    requested_at_ms: int
 
 
-def parse_job_value(value: str) -> tuple[float, str, int, str]:
-    """(score, tenant_id, received_at_ms, body) of a stored job value."""
-    score, tenant_id, received_at_ms, body = value.split("\n", 3)
-    return float(score), tenant_id, int(received_at_ms), body
+# Marks the optional traceparent on a job value's received_at line.
+TRACEPARENT_PREFIX = "tp="
+
+
+def job_value(
+    score: float,
+    tenant_id: str,
+    received_at_ms: int,
+    body: str,
+    replay_of: ReplayOf | None = None,
+    traceparent: str | None = None,
+) -> str:
+    """A queued request as stored: score, tenant id and received_at_ms (followed, for a replay, by
+    ` <entry id> <requested_at_ms>`) on the first three lines, then the body (tenant ids and
+    numbers never contain a line break)."""
+    received = f"{received_at_ms} {replay_of.entry_id} {replay_of.requested_at_ms}" if replay_of else received_at_ms
+    if traceparent:  # tracing on (shared.observability.tracing): ` tp=<W3C traceparent>` last
+        received = f"{received} {TRACEPARENT_PREFIX}{traceparent}"
+    return f"{score!r}\n{tenant_id}\n{received}\n{body}"
+
+
+def parse_job_value(value: str) -> tuple[float, str, int, str, ReplayOf | None]:
+    """(score, tenant_id, received_at_ms, body, replay_of) of a stored job value."""
+    score, tenant_id, received, body = value.split("\n", 3)
+    received_at_ms, *replay = (part for part in received.split(" ") if not part.startswith(TRACEPARENT_PREFIX))
+    replay_of = ReplayOf(int(replay[0]), int(replay[1])) if len(replay) == 2 else None
+    return float(score), tenant_id, int(received_at_ms), body, replay_of
+
+
+def job_traceparent(value: str) -> str | None:
+    """The W3C traceparent stored with a job value (tracing on in the proxy), else None."""
+    _, _, received, _ = value.split("\n", 3)
+    last = received.rsplit(" ", 1)[-1]
+    return last.removeprefix(TRACEPARENT_PREFIX) if last.startswith(TRACEPARENT_PREFIX) else None
 
 
 @dataclass(frozen=True)
 class QueuedRequest:
-    """A request to queue: the worker's job arguments, plus the request id and its priority."""
+    """A Firehose request in the queue: its tenant, its body (token blanked), when the proxy
+    received it and, for a replay, which log entry it replays. To enqueue one, give its request id
+    and priority; a claimed one carries its queue `member` (and no priority)."""
 
     tenant_id: str
     request_id: str
     body: str
     received_at_ms: int
-    priority: int
-
-
-@dataclass(frozen=True)
-class FirehoseWork:
-    """One claimed request: the job's arguments, as the proxy enqueued them."""
-
-    member: str
-    tenant_id: str
-    body: str
-    received_at_ms: int
+    priority: int | None = None
+    replay_of: ReplayOf | None = None
+    member: str = ""
+    traceparent: str | None = None
+    # When set, the request takes its place in the queue as of this time rather than now (a
+    # spooled request moved into the queue keeps its arrival order: worker/spool_mover.py).
+    queued_at_ns: int | None = None
 
 
 class FirehoseQueue:
-    """Enqueue (proxy) and claim/renew/ack/release (workers) Firehose requests."""
+    """Enqueue (proxy) and claim/ack/release/requeue_orphaned (workers) Firehose requests."""
 
     def __init__(self, redis: Redis, queue_name: str) -> None:
         self.redis = redis
@@ -140,6 +202,8 @@ class FirehoseQueue:
         prefix = f"{queue_name}:firehose"
         self.pending_key = f"{prefix}:pending"
         self.claimed_key = f"{prefix}:claimed"
+        self.owners_key = f"{prefix}:owners"
+        self.liveness_prefix = liveness_key_prefix(queue_name)
         self.job_prefix = f"{prefix}:job:"
         self.wake_key = f"{prefix}:wake"
         self._enqueue = redis.register_script(_ENQUEUE)
@@ -159,33 +223,42 @@ class FirehoseQueue:
         already queued or being applied."""
         args: list[Any] = [JOB_EXPIRES_MS]
         for request in requests:
-            now_ns = time.time_ns()
+            now_ns = request.queued_at_ns or time.time_ns()
             # The sub-millisecond fraction keeps arrival order within one millisecond.
+            if request.priority is None:
+                raise ValueError(f"request {request.request_id} has no priority to be queued with")
             score = priority_score(request.priority, now_ns // 1_000_000) + (now_ns % 1_000_000) / 1_000_000
             member = self.member(request.tenant_id, request.request_id)
-            args += [member, repr(score), job_value(score, request.tenant_id, request.received_at_ms, request.body)]
+            value = job_value(
+                score, request.tenant_id, request.received_at_ms, request.body, request.replay_of, request.traceparent
+            )
+            args += [member, repr(score), value]
         added: list[int] = await self._enqueue(keys=[self.pending_key, self.job_prefix, self.wake_key], args=args)
         return [bool(flag) for flag in added]
 
-    async def claim(self, *, limit: int, max_bytes: int, lease_ms: int) -> list[FirehoseWork]:
-        """Claim up to `limit` due requests in queue order (stopping at `max_bytes` of bodies,
-        at least one), leased for `lease_ms`."""
+    async def claim(
+        self, *, limit: int, max_bytes: int, lease_ms: int, owner: str | None = None
+    ) -> list[QueuedRequest]:
+        """Claim up to `limit` due requests in queue order (stopping at `max_bytes` of bodies, at
+        least one). With an `owner` (a worker id with a heartbeat) the claims last as long as the
+        owner is alive; without one they are leased for `lease_ms`."""
         now_ms = int(time.time() * 1000)
         flat: list[Any] = await self._claim(
-            keys=[self.pending_key, self.claimed_key],
-            args=[now_ms, now_ms + lease_ms, limit, self.job_prefix, max_bytes],
+            keys=[self.pending_key, self.claimed_key, self.owners_key],
+            args=[now_ms, now_ms + lease_ms, limit, self.job_prefix, max_bytes, owner or ""],
         )
-        works = []
+        claimed = []
         for index in range(0, len(flat), 2):
-            _, tenant_id, received_at_ms, body = parse_job_value(_text(flat[index + 1]))
-            works.append(FirehoseWork(_text(flat[index]), tenant_id, body, received_at_ms))
-        return works
-
-    async def renew(self, members: list[str], *, lease_ms: int) -> None:
-        """Extend the lease of claims still held (XX: never re-adds acknowledged ones)."""
-        if members:
-            deadline = int(time.time() * 1000) + lease_ms
-            await self.redis.zadd(self.claimed_key, dict.fromkeys(members, deadline), xx=True)
+            member = _text(flat[index])
+            value = _text(flat[index + 1])
+            _, tenant_id, received_at_ms, body, replay_of = parse_job_value(value)
+            request_id = member.removeprefix(self.member(tenant_id, ""))
+            claimed.append(
+                QueuedRequest(
+                    tenant_id, request_id, body, received_at_ms, None, replay_of, member, job_traceparent(value)
+                )
+            )
+        return claimed
 
     async def ack(self, members: list[str]) -> None:
         """Forget applied requests (their ids may be queued again afterwards; processed_request
@@ -193,6 +266,7 @@ class FirehoseQueue:
         if members:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.zrem(self.claimed_key, *members)
+                pipe.hdel(self.owners_key, *members)
                 pipe.delete(*(self.job_prefix + member for member in members))
                 await pipe.execute()
 
@@ -201,16 +275,23 @@ class FirehoseQueue:
         if not members:
             return 0
         released: int = await self._release(
-            keys=[self.claimed_key, self.pending_key, self.job_prefix], args=["", *members]
+            keys=[self.claimed_key, self.pending_key, self.job_prefix, self.owners_key], args=["", *members]
         )
         return released
 
-    async def requeue_expired(self) -> int:
-        """Put claims whose lease ran out (a crashed worker's) back in pending, up to 1000 at a time."""
+    async def requeue_orphaned(self) -> int:
+        """Put the claims of dead workers back in pending: those whose owner's heartbeat is gone,
+        and those without an owner whose lease ran out (up to 1000 of these at a time)."""
         requeued: int = await self._release(
-            keys=[self.claimed_key, self.pending_key, self.job_prefix], args=[int(time.time() * 1000)]
+            keys=[self.claimed_key, self.pending_key, self.job_prefix, self.owners_key],
+            args=[int(time.time() * 1000), self.liveness_prefix],
         )
         return requeued
+
+    async def claim_owners(self) -> dict[str, str]:
+        """Claimed member -> owner id, for every claim that has an owner."""
+        owners = await self.redis.hgetall(self.owners_key)  # type: ignore[misc]  # redis-py's sync/async union
+        return {_text(member): _text(owner) for member, owner in owners.items()}
 
     async def wait_for_work(self, timeout_seconds: int) -> None:
         """Block until a request was queued since the last wait, or `timeout_seconds` passed (an
@@ -250,6 +331,12 @@ class GroupedEnqueuer:
         self._send_scheduled = False
         self._in_flight = False
         self._sending: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        """Let the round trips in flight finish (each is bounded by `timeout_seconds`), so no
+        caller is left waiting when the app stops."""
+        while self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
 
     async def enqueue(self, request: QueuedRequest) -> bool:
         """Queue `request` (with whatever else is waiting); False when already queued."""

@@ -1,0 +1,179 @@
+"""The bench's phases (one proxy): ingest, inbound processing, end to end, outbound."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench import environment, measure
+from bench.report import Row
+from bench.stack import BenchRun
+
+LEDGER_COUNT_SQL = "SELECT count(*) FROM ledger_event WHERE tenant_id = $1"
+
+
+def phase_ingest(run: BenchRun) -> None:
+    """Proxy ingest at saturation vs the minimal FastAPI app (its own process), then latency at
+    half that rate. The proxy's own parse-only route is a second, labelled figure: what the app
+    (middleware, routing, lifespan tasks) costs before the Firehose code runs."""
+    print("1. proxy ingest")
+    body = environment.firehose_body(run.tenant)
+    seconds = run.profile.saturation_seconds
+    run.load("/mparticle/firehose", body, {}, base=run.ceiling_url, duration_seconds=1, nonce="warm-c")
+    run.firehose(duration_seconds=1, nonce="warm")
+    ceiling = run.load("/mparticle/firehose", body, {}, base=run.ceiling_url, duration_seconds=seconds, nonce="ceil")
+    ingest = run.firehose(duration_seconds=seconds, nonce="sat")
+    run.check(ingest, "ingest at saturation")
+    parse_only = run.load("/bench/parse-only", body, {}, duration_seconds=seconds, nonce="parse")
+    rate, ceiling_rate = ingest.requests_per_second, ceiling.requests_per_second
+    run.add(Row("ceiling: minimal FastAPI app, parse only, requests/s", ceiling_rate, "req/s"))
+    run.add(
+        Row(
+            "proxy ingest, requests/s (5-event requests)",
+            rate,
+            "req/s",
+            ceiling_rate,
+            ">= 0.8 x ceiling",
+            rate >= 0.8 * ceiling_rate,
+        )
+    )
+    parse_only_rate = parse_only.requests_per_second
+    run.add(Row("proxy's own /bench/parse-only route, requests/s", parse_only_rate, "req/s", ceiling_rate))
+    run.saturation_rate = rate
+    paced = run.firehose(duration_seconds=run.profile.latency_seconds, nonce="half", rate_per_second=rate / 2)
+    run.check(paced, "ingest at half rate")
+    run.add(Row("proxy ingest rate of the latency run, requests/s", paced.requests_per_second, "req/s"))
+    run.add(Row("proxy ingest p50 at half saturation, ms", paced.p50_ms, "ms"))
+    run.add(Row("proxy ingest p99 at half saturation, ms", paced.p99_ms, "ms", None, "<= 20 ms", paced.p99_ms <= 20))
+    run.accepted_requests = ingest.requests - ingest.errors + paced.requests - paced.errors
+
+
+def _fill_backlog(run: BenchRun, nonce: str) -> int:
+    """Requests accepted by the proxy with no worker running (they wait in the queue)."""
+    backlog = run.firehose(duration_seconds=run.profile.saturation_seconds, nonce=nonce)
+    run.check(backlog, "backlog fill")
+    return backlog.requests - backlog.errors
+
+
+async def _drain(run: BenchRun, workers: int, accepted_requests: int) -> tuple[int, float]:
+    """Start `workers` workers on the backlog; (ledger rows written, rows/s) until it is applied."""
+    before = await measure.count_rows(run.database_url, LEDGER_COUNT_SQL, run.tenant.id)
+    run.start_workers(workers, f"worker-inbound-{workers}")
+    done, rate = await measure.drain_rate(
+        run.database_url, LEDGER_COUNT_SQL, (run.tenant.id,), expected=before + accepted_requests * 5
+    )
+    run.stop_workers()
+    missing = before + accepted_requests * 5 - done
+    if missing > 0:
+        run.report.notes.append(f"inbound drain ({workers} workers) stopped {missing} rows short")
+    return done - before, rate
+
+
+async def phase_inbound(run: BenchRun) -> None:
+    """Workers drain a backlog (1, then 2 processes) vs asyncpg executemany and COPY of the same rows."""
+    print("2. inbound processing")
+    run.stop_workers()
+    accepted = run.accepted_requests or _fill_backlog(run, "fill")
+    done, one_worker = await _drain(run, 1, accepted)
+    rows = min(max(done, 5000), 100_000)
+    raw = await measure.executemany_ceiling(run.database_url, f"{run.tenant.id}-many", rows)
+    copy = await measure.copy_ceiling(run.database_url, f"{run.tenant.id}-copy", rows)
+    run.add(Row("ceiling: asyncpg executemany of the same ledger rows, rows/s", raw, "rows/s"))
+    run.add(Row("reference: asyncpg COPY of the same ledger rows, rows/s", copy, "rows/s", raw))
+    run.add(
+        Row(
+            "inbound processing, ledger events/s (1 worker)",
+            one_worker,
+            "rows/s",
+            raw,
+            ">= 0.25 x ceiling",
+            one_worker >= 0.25 * raw,
+        )
+    )
+    _, two_workers = await _drain(run, 2, _fill_backlog(run, "fill2"))
+    run.add(Row("inbound processing, ledger events/s (2 workers)", two_workers, "rows/s", raw))
+    run.accepted_requests = 0
+
+
+async def phase_e2e(run: BenchRun) -> None:
+    """Proxy + worker at half the saturation rate: request sent -> ledger row visible."""
+    print("3. end to end")
+    run.start_workers(1, "worker-e2e")
+    if run.saturation_rate == 0:
+        run.saturation_rate = run.firehose(
+            duration_seconds=run.profile.saturation_seconds, nonce="sat"
+        ).requests_per_second
+    watcher = measure.VisibilityWatcher(run.database_url, run.tenant.id, "e2e")
+    watching = asyncio.create_task(watcher.run())
+    e2e = await asyncio.to_thread(
+        run.firehose, duration_seconds=run.profile.e2e_seconds, nonce="e2e", rate_per_second=run.saturation_rate / 2
+    )
+    run.check(e2e, "end to end")
+    await measure.drain_rate(
+        run.database_url,
+        "SELECT count(*) FROM ledger_event WHERE tenant_id = $1 AND request_id LIKE 'e2e%'",
+        (run.tenant.id,),
+        expected=(e2e.requests - e2e.errors) * 5,
+        stall_seconds=5,
+    )
+    await asyncio.sleep(0.2)
+    watcher.stop()
+    await watching
+    p99 = measure.percentile(watcher.latencies_ms, 0.99)
+    run.add(Row("end to end p50 (sent -> ledger row visible), ms", measure.percentile(watcher.latencies_ms, 0.5), "ms"))
+    run.add(Row("end to end p99 (sent -> ledger row visible), ms", p99, "ms", None, "<= 250 ms", p99 <= 250))
+    run.add(Row("end to end load: requests/s sent (half saturation)", e2e.requests_per_second, "req/s"))
+
+
+async def phase_outbound(run: BenchRun) -> None:
+    """Accepted/s with no worker (vs parse-only), then delivered/s by one worker (vs the fake's rate)."""
+    print("4. outbound")
+    run.stop_workers()
+    body = environment.outbound_event_body()
+    seconds = run.profile.outbound_seconds
+    ceiling = run.load("/bench/parse-only", body, {}, duration_seconds=seconds, nonce="oceil")
+    accepted = run.load(
+        f"/api/v1/tenants/{run.tenant.id}/outbound/events",
+        body,
+        {"Authorization": f"Bearer {run.tenant.engine_key}"},
+        duration_seconds=seconds,
+        nonce="out",
+    )
+    run.check(accepted, "outbound accept")
+    run.add(
+        Row(
+            "outbound accepted, messages/s (vs the proxy's parse-only)",
+            accepted.requests_per_second,
+            "msg/s",
+            ceiling.requests_per_second,
+            ">= 0.5 x ceiling",
+            accepted.requests_per_second >= 0.5 * ceiling.requests_per_second,
+        )
+    )
+    fake_ceiling = run.load(
+        "/v2/events",
+        environment.s2s_batch_body(),
+        {"Authorization": "Basic YmVuY2gta2V5OmJlbmNoLXNlY3JldA=="},
+        base=run.s2s_url,
+        duration_seconds=seconds,
+        nonce="fake",
+    )
+    expected = accepted.requests - accepted.errors
+    run.start_workers(1, "worker-outbound")
+    delivered, delivered_per_second = await measure.drain_rate(
+        run.database_url,
+        "SELECT count(*) FROM outbound_message WHERE tenant_id = $1 AND status = 'delivered'",
+        (run.tenant.id,),
+        expected=expected,
+    )
+    run.add(
+        Row(
+            "outbound delivered, messages/s (1 worker)",
+            delivered_per_second,
+            "msg/s",
+            fake_ceiling.requests_per_second,
+            ">= accepted/s",
+            delivered_per_second >= accepted.requests_per_second,
+        )
+    )
+    if delivered < expected:
+        run.report.notes.append(f"outbound drain stopped at {delivered} of {expected} messages")
