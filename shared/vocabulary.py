@@ -1,6 +1,77 @@
-"""The fixed vocabularies of both protocols, used for validation and mapping (CONTRACT §3, §5, §6)."""
+"""The fixed vocabularies of both protocols and of our own records, each declared once and used for
+validation, mapping, the models' check constraints and the admin API's enums (CONTRACT §3, §5, §6)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class OutboundStatus(StrEnum):
+    """Where an outbound message stands (CONTRACT §5)."""
+
+    QUEUED = "queued"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# Not delivered yet, and due for an attempt: what the dispatcher claims and a disconnect cancels.
+WAITING_STATUSES: tuple[OutboundStatus, ...] = (OutboundStatus.QUEUED, OutboundStatus.RETRYING)
+
+
+class OutboundKind(StrEnum):
+    """Which outbound API call made a message (CONTRACT §6)."""
+
+    CUSTOMER_UPDATE = "customer_update"
+    EVENT = "event"
+    MARKETING_COMMUNICATION = "marketing_communication"
+
+
+class AttemptTrigger(StrEnum):
+    """Why a delivery attempt was made: the schedule (first send, resends) or an operator's retry."""
+
+    AUTOMATIC = "automatic"
+    MANUAL_RETRY = "manual_retry"
+
+
+class CustomerStatus(StrEnum):
+    """A loyalty customer's status (CONTRACT §3)."""
+
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+
+
+class ListStatus(StrEnum):
+    """A customer list's status: nobody can be added to an inactive list (CONTRACT §3, §5)."""
+
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+
+
+class DataSubjectRequestType(StrEnum):
+    """The data subject request types the registration declares (firehose.md §4.6)."""
+
+    ERASURE = "erasure"
+    ACCESS = "access"
+    PORTABILITY = "portability"
+
+
+class DataSubjectOutcome(StrEnum):
+    """What was done about a data subject request: access and portability are only acknowledged."""
+
+    ERASED = "erased"
+    NO_CUSTOMER = "no_customer"
+    NO_IDENTITY = "no_identity"
+    ACKNOWLEDGED = "acknowledged"
+
+
+def sql_in(column: str, values: Iterable[str]) -> str:
+    """SQL text `column IN ('a', 'b')` for check constraints and partial indexes (trusted values only)."""
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return f"{column} IN ({quoted})"
+
 
 # Firehose user identity types a tenant may resolve customers by (plus "mpid").
 FIREHOSE_IDENTITY_TYPES: frozenset[str] = frozenset(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +23,10 @@ from shared.settings import Settings
 from tests.scratch_database import scratch_database
 
 ADMIN_KEY = "test-admin-key-0123456789"
+# SECRET_KEY of every test process (shared/secret_box.py); factories encrypt with it too.
+SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+# The fake S2S servers of the tests listen on loopback (shared/outbound_hosts.py).
+OUTBOUND_ALLOWED_HOSTS = "127.0.0.1,localhost"
 
 
 @pytest.fixture(scope="session")
@@ -75,18 +80,27 @@ async def forget_redis_keys_of_this_run(service_urls: tuple[str, str]) -> AsyncI
         await redis.aclose()
 
 
+def settings_for_tests(database_url: str, redis_url: str, **overrides: Any) -> Settings:
+    """Settings of test processes: their own queue name, fast cache refresh and resend timing."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "admin_api_key": ADMIN_KEY,
+        "secret_key": SECRET_KEY,
+        "outbound_allowed_hosts": OUTBOUND_ALLOWED_HOSTS,
+        "queue_name": f"{RUN_QUEUE_PREFIX}:{uuid.uuid4().hex[:12]}",
+        "config_cache_seconds": 0.2,
+        "outbound_retry_base_seconds": 0.2,
+        "outbound_timeout_seconds": 2.0,
+        "metrics_port": 0,  # a worker's /metrics on a free port: tests and runs never collide on 9108
+    }
+    return Settings(**(values | overrides))
+
+
 @pytest.fixture
 def settings(database_url: str, service_urls: tuple[str, str], forget_redis_keys_of_this_run: None) -> Settings:
     """Settings for one test: its own queue name, fast cache refresh and resend timing."""
-    return Settings(
-        database_url=database_url,
-        redis_url=service_urls[1],
-        admin_api_key=ADMIN_KEY,
-        queue_name=f"{RUN_QUEUE_PREFIX}:{uuid.uuid4().hex[:12]}",
-        config_cache_seconds=0.2,
-        outbound_retry_base_seconds=0.2,
-        outbound_timeout_seconds=2.0,
-    )
+    return settings_for_tests(database_url, service_urls[1])
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,8 @@ from shared.models import (
     SyncField,
     Tenant,
 )
+from shared.secret_box import secret_box_for
+from tests.conftest import SECRET_KEY
 
 
 @dataclass(frozen=True)
@@ -49,24 +51,33 @@ async def make_tenant(
     tenant_id = tenant_id or random_tenant_id()
     engine_key = new_engine_key()
     token = new_inbound_token() if connected else None
+    box = secret_box_for(SECRET_KEY)
     async with sessionmaker() as session:
         session.add(
-            Tenant(id=tenant_id, name=f"Tenant {tenant_id}", engine_key_hash=hash_key(engine_key), inbound_token=token)
+            Tenant(
+                id=tenant_id,
+                name=f"Tenant {tenant_id}",
+                engine_key_hash=hash_key(engine_key),
+                inbound_token_encrypted=box.encrypt(token) if token else None,
+                inbound_token_hash=box.token_hash(token) if token else None,
+            )
         )
         await session.flush()
         if connected:
+            outbound_values = {"api_secret": "s2s-secret", **(outbound or {})}
+            api_secret = outbound_values.pop("api_secret")
             session.add(
                 OutboundSettings(
                     tenant_id=tenant_id,
+                    api_secret_encrypted=box.encrypt(api_secret),
                     **{
                         "api_url": "https://s2s.mparticle.com",
                         "api_key": "s2s-key",
-                        "api_secret": "s2s-secret",
                         "development": False,
                         "sync_only_configured_identifiers": False,
                         "loyalty_identifier_field": "id",
                         "customer_identifier_field": "customer_id",
-                        **(outbound or {}),
+                        **outbound_values,
                     },
                 )
             )

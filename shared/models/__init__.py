@@ -1,15 +1,11 @@
 """All ORM models, imported here so alembic sees one metadata."""
 
-from shared.models.customer import CUSTOMER_STATUSES, Customer, LedgerEvent
+from shared.models.customer import Customer, LedgerEvent
 from shared.models.customer_list import CustomerList, ListMember
+from shared.models.data_subject_request import DataSubjectRequest
+from shared.models.firehose_spool import SpooledRequest
 from shared.models.incoming_error import IncomingError
-from shared.models.outbound_message import (
-    OUTBOUND_KINDS,
-    OUTBOUND_STATUSES,
-    WAITING_STATUSES,
-    OutboundAttempt,
-    OutboundMessage,
-)
+from shared.models.outbound_message import OutboundAttempt, OutboundMessage
 from shared.models.processed_request import ProcessedRequest
 from shared.models.tenant import (
     ExternalEvent,
@@ -20,14 +16,13 @@ from shared.models.tenant import (
     Tenant,
     config_revision_seq,
 )
+from shared.vocabulary import WAITING_STATUSES
 
 __all__ = [
-    "CUSTOMER_STATUSES",
-    "OUTBOUND_KINDS",
-    "OUTBOUND_STATUSES",
     "WAITING_STATUSES",
     "Customer",
     "CustomerList",
+    "DataSubjectRequest",
     "ExternalEvent",
     "InboundMapping",
     "InboundSettings",
@@ -38,6 +33,7 @@ __all__ = [
     "OutboundMessage",
     "OutboundSettings",
     "ProcessedRequest",
+    "SpooledRequest",
     "SyncField",
     "Tenant",
     "config_revision_seq",

@@ -21,14 +21,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base
 from shared.models._columns import created_at_column, updated_at_column
-
-CUSTOMER_STATUSES = ("active", "inactive")
+from shared.vocabulary import CustomerStatus, sql_in
 
 
 class Customer(Base):
     __tablename__ = "customer"
     __table_args__ = (
-        CheckConstraint("status IN ('active', 'inactive')", name="status"),
+        CheckConstraint(sql_in("status", CustomerStatus), name="status"),
         # Serves `attributes @> '{"field": "value"}'`, the lookup by the configured identifier field.
         Index(
             "ix_customer_attributes",

@@ -17,12 +17,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base
 from shared.models._columns import created_at_column, updated_at_column
+from shared.vocabulary import ListStatus, sql_in
 
 
 class CustomerList(Base):
     __tablename__ = "customer_list"
     __table_args__ = (
-        CheckConstraint("status IN ('active', 'inactive')", name="status"),
+        CheckConstraint(sql_in("status", ListStatus), name="status"),
         UniqueConstraint("tenant_id", "audience_id"),
     )
 
@@ -31,7 +32,7 @@ class CustomerList(Base):
         String(64), ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False, index=True
     )
     name: Mapped[str] = mapped_column(String(500), nullable=False)
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=ListStatus.ACTIVE)
     audience_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()

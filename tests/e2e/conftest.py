@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from shared.settings import Settings
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, OUTBOUND_ALLOWED_HOSTS, SECRET_KEY
 from tests.private_redis import PrivateRedis, free_port
 
 STARTUP_TIMEOUT_SECONDS = 20.0
@@ -32,8 +32,11 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
         "REDIS_URL": settings.require_redis_url(),
         "QUEUE_NAME": settings.queue_name,
         "ADMIN_API_KEY": ADMIN_KEY,
+        "SECRET_KEY": SECRET_KEY,
+        "OUTBOUND_ALLOWED_HOSTS": OUTBOUND_ALLOWED_HOSTS,
         "CONFIG_CACHE_SECONDS": str(settings.config_cache_seconds),
         "LOG_LEVEL": "INFO",
+        "METRICS_PORT": "0",  # a free port per worker (a test may name one)
         **extra,
     }
     env.pop("MPARTICLE_CALLER_TOKEN", None)

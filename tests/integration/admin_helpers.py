@@ -46,7 +46,7 @@ TENANT_SCOPED_MODELS: tuple[Any, ...] = (
 )
 
 OUTBOUND_BODY: dict[str, Any] = {
-    "api_url": "https://s2s.example.test",
+    "api_url": "https://s2s.eu1.mparticle.com",
     "api_key": "s2s-key-abc",
     "api_secret": "s2s-secret-DO-NOT-LEAK-4f9c",
     "development": True,

@@ -12,8 +12,10 @@ import pytest
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 from redis.asyncio import Redis
+from sqlalchemy import delete, select
 
 from proxy.app import create_app
+from shared.models import SpooledRequest
 from shared.queues.firehose import FirehoseQueue, parse_job_value
 from shared.queues.jobs import MAX_PRIORITY, PRIORITY_STEP_MS, UNMAPPED_PRIORITY, firehose_job_id
 from shared.settings import Settings
@@ -29,6 +31,7 @@ from tests.inbound_helpers import (
     post_firehose,
     refresh_configs,
     sample,
+    subscription_request,
 )
 
 
@@ -53,7 +56,7 @@ async def job_args(redis: Redis, settings: Settings, member: str) -> tuple[str, 
     """What a queued request carries: (tenant_id, body, received_at_ms)."""
     value = await redis.get(FirehoseQueue(redis, settings.queue_name).job_prefix + member)
     assert value is not None, "the request's job is stored"
-    _, tenant_id, received_at_ms, body = parse_job_value(value.decode())
+    _, tenant_id, received_at_ms, body, _ = parse_job_value(value.decode())
     return tenant_id, body, received_at_ms
 
 
@@ -353,8 +356,8 @@ async def test_caller_token_is_required_when_configured(caller_token_app, sessio
     assert len(await queued_jobs(redis, settings)) == 1
 
 
-async def test_queue_unavailable_is_503_and_logged(settings: Settings, sessionmaker) -> None:
-    tenant = await make_tenant(sessionmaker)
+async def test_queue_unavailable_spools_the_request_and_answers_200(settings: Settings, sessionmaker) -> None:
+    tenant = await make_tenant(sessionmaker, inbound={"track_audience_data": True})
     app = create_app(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))
     async with (
         LifespanManager(app),
@@ -362,14 +365,23 @@ async def test_queue_unavailable_is_503_and_logged(settings: Settings, sessionma
     ):
         await refresh_configs(app)
         payload = event_request(tenant, custom_event("redeem"))
-        response = await post_firehose(client, payload)
+        audience = subscription_request(tenant, 7, "VIP", "add")
+        responses = [await post_firehose(client, body) for body in (payload, audience, payload)]
         registration = await post_firehose(client, sample("ModuleRegistrationRequest.json"))
-    assert response.status_code == 503
-    assert response.json()["error"]["code"] == "QUEUE_UNAVAILABLE"
+    assert [response.status_code for response in responses] == [200, 200, 200]
+    assert [response.json()["id"] for response in responses] == [payload["id"], audience["id"], payload["id"]]
     assert registration.status_code == 200, "registration does not need the queue"
-    entries = await logged_errors(sessionmaker, tenant.id)
-    assert [(e.source, e.error_code, e.request_id) for e in entries] == [
-        ("proxy_forwarding", "QUEUE_UNAVAILABLE", payload["id"])
-    ]
-    assert logged_payload(entries[0])["account"]["account_settings"]["authenticationToken"] == "[REDACTED]"
-    assert logged_payload(entries[0])["events"] == payload["events"]
+    assert await logged_errors(sessionmaker, tenant.id) == [], "accepted, not refused"
+    async with sessionmaker() as session:
+        spooled = (
+            await session.scalars(
+                select(SpooledRequest).where(SpooledRequest.tenant_id == tenant.id).order_by(SpooledRequest.id)
+            )
+        ).all()
+    assert [row.request_id for row in spooled] == [payload["id"], audience["id"]], "the retry is spooled once"
+    assert json.loads(spooled[0].body)["account"]["account_settings"]["authenticationToken"] == "[REDACTED]"
+    assert json.loads(spooled[0].body)["events"] == payload["events"]
+    assert [row.priority for row in spooled] == [UNMAPPED_PRIORITY, UNMAPPED_PRIORITY]
+    async with sessionmaker() as session:  # the run's database is shared: leave nothing for other workers to move
+        await session.execute(delete(SpooledRequest).where(SpooledRequest.tenant_id == tenant.id))
+        await session.commit()

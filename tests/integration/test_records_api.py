@@ -9,14 +9,17 @@ from typing import Any
 import pytest
 
 from shared.inbound.customer_lists import CustomerListRepository
-from shared.inbound.customers import CustomerRepository, NewLedgerEntry
+from shared.inbound.customers import CustomerBatchRepository, NewLedgerEntry, NewLedgerRow, append_ledger_rows
+from shared.mapping.inbound import NewCustomer
 from tests.factories import make_tenant
 from tests.inbound_helpers import AdminReader
 
 
 async def add_customer(sessionmaker, tenant_id: str, customer_id: str, status: str = "active", **attributes: Any):
     async with sessionmaker() as session:
-        await CustomerRepository(session, tenant_id).create_if_absent(customer_id, status, attributes)
+        await CustomerBatchRepository(session).create_if_absent(
+            [NewCustomer(tenant_id, customer_id, status, attributes)]
+        )
         await session.commit()
 
 
@@ -28,9 +31,8 @@ async def add_ledger(sessionmaker, tenant_id: str, customer_id: str, *actions: s
             )
             for index, action in enumerate(actions)
         ]
-        await CustomerRepository(session, tenant_id).append_ledger_entries(
-            customer_id, entries, request_id="req-1", source="mparticle"
-        )
+        rows = [NewLedgerRow(tenant_id, customer_id, "req-1", entry) for entry in entries]
+        await append_ledger_rows(session, rows, source="mparticle")
         await session.commit()
 
 

@@ -3,8 +3,7 @@ their members. The admin key is checked by the parent router; every query is sco
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
@@ -17,7 +16,7 @@ from proxy.admin.records.schemas import (
     ListMemberRead,
 )
 from proxy.dependencies import SessionDep
-from proxy.pagination import DEFAULT_PAGE_LIMIT, CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+from proxy.pagination import DEFAULT_PAGE_LIMIT, CursorQuery, LimitQuery, Page, cursor_position, page_of
 from shared.errors import NotFound, Unprocessable
 from shared.inbound.customer_lists import CustomerListRepository, ListSummary
 from shared.inbound.customers import CustomerRepository
@@ -25,8 +24,6 @@ from shared.inbound.customers import CustomerRepository
 router = APIRouter(tags=["records"])
 
 MAX_BIGINT = 2**63 - 1
-RowT = TypeVar("RowT")
-ItemT = TypeVar("ItemT")
 
 
 async def tenant_customers(tenant_id: str, session: SessionDep) -> CustomerRepository:
@@ -42,22 +39,6 @@ async def tenant_lists(customers: Annotated[CustomerRepository, Depends(tenant_c
 
 Customers = Annotated[CustomerRepository, Depends(tenant_customers)]
 Lists = Annotated[CustomerListRepository, Depends(tenant_lists)]
-
-
-def _cursor_of(cursor: str | None, kind: type[Any]) -> Any:
-    if cursor is None:
-        return None
-    position = decode_cursor(cursor)
-    if not isinstance(position, kind) or isinstance(position, bool):
-        raise Unprocessable("invalid cursor")
-    return position
-
-
-def _page(rows: Sequence[RowT], limit: int, item: Callable[[RowT], ItemT], key: Callable[[RowT], Any]) -> Page[ItemT]:
-    """A page from up to limit + 1 rows: the extra row only tells that there is a next page."""
-    shown = rows[:limit]
-    next_cursor = encode_cursor(key(shown[-1])) if len(rows) > limit and shown else None
-    return Page[ItemT](items=[item(row) for row in shown], next_cursor=next_cursor)
 
 
 def _list_id(raw: str) -> int:
@@ -93,11 +74,11 @@ async def list_customers(
         raise Unprocessable("`attribute` and `value` go together")
     rows = await customers.page(
         limit=limit + 1,
-        after_id=_cursor_of(cursor, str),
+        after_id=cursor_position(cursor, str),
         status=status,
         attribute=(attribute, value) if attribute is not None and value is not None else None,
     )
-    return _page(rows, limit, CustomerRead.model_validate, lambda customer: customer.id)
+    return page_of(rows, limit, CustomerRead.model_validate, lambda customer: customer.id)
 
 
 @router.get("/tenants/{tenant_id}/customers/{customer_id}", summary="One customer")
@@ -114,16 +95,16 @@ async def list_customer_events(
 ) -> Page[LedgerEventRead]:
     if await customers.get(customer_id) is None:
         raise NotFound("customer not found")
-    rows = await customers.ledger_page(customer_id, limit=limit + 1, after_id=_cursor_of(cursor, int))
-    return _page(rows, limit, LedgerEventRead.model_validate, lambda event: event.id)
+    rows = await customers.ledger_page(customer_id, limit=limit + 1, after_id=cursor_position(cursor, int))
+    return page_of(rows, limit, LedgerEventRead.model_validate, lambda event: event.id)
 
 
 @router.get("/tenants/{tenant_id}/lists", summary="Customer lists with their member counts")
 async def list_customer_lists(
     lists: Lists, limit: LimitQuery = DEFAULT_PAGE_LIMIT, cursor: CursorQuery = None
 ) -> Page[CustomerListRead]:
-    rows = await lists.page(limit=limit + 1, after_id=_cursor_of(cursor, int))
-    return _page(rows, limit, _list_read, lambda summary: summary.list.id)
+    rows = await lists.page(limit=limit + 1, after_id=cursor_position(cursor, int))
+    return page_of(rows, limit, _list_read, lambda summary: summary.list.id)
 
 
 @router.get("/tenants/{tenant_id}/lists/{list_id}", summary="One customer list")
@@ -154,5 +135,5 @@ async def list_members(
     numeric_id = _list_id(list_id)
     if await lists.get(numeric_id) is None:
         raise NotFound("list not found")
-    rows = await lists.members_page(numeric_id, limit=limit + 1, after_customer_id=_cursor_of(cursor, str))
-    return _page(rows, limit, ListMemberRead.model_validate, lambda member: member.customer_id)
+    rows = await lists.members_page(numeric_id, limit=limit + 1, after_customer_id=cursor_position(cursor, str))
+    return page_of(rows, limit, ListMemberRead.model_validate, lambda member: member.customer_id)

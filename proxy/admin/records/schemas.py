@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-CustomerStatus = Literal["active", "inactive"]
-ListStatus = Literal["active", "inactive"]
+from shared.vocabulary import CustomerStatus, ListStatus
+
+__all__ = [
+    "CustomerListRead",
+    "CustomerListUpdate",
+    "CustomerRead",
+    "CustomerStatus",
+    "LedgerEventRead",
+    "ListMemberRead",
+    "ListStatus",
+]
 
 
 class ReadModel(BaseModel):
@@ -17,7 +26,7 @@ class ReadModel(BaseModel):
 
 class CustomerRead(ReadModel):
     id: str
-    status: str
+    status: CustomerStatus
     attributes: dict[str, Any]
     created_at: datetime
     updated_at: datetime
@@ -37,7 +46,7 @@ class LedgerEventRead(ReadModel):
 class CustomerListRead(BaseModel):
     id: int
     name: str
-    status: str
+    status: ListStatus
     audience_id: int | None
     member_count: int
 
