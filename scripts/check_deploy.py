@@ -204,7 +204,7 @@ def check_metrics() -> list[str]:
 
 
 def check_compose() -> list[str]:
-    env = {**os.environ, "ADMIN_API_KEY": "check"}  # compose requires it to be set
+    env = {**os.environ, "ADMIN_API_KEY": "check", "SECRET_KEY": "c" * 32}  # compose requires both
     docker = shutil.which("docker", path=TOOL_PATH)
     if docker and subprocess.run([docker, "compose", "version"], capture_output=True, check=False).returncode == 0:
         command = [docker, "compose"]
