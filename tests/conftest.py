@@ -25,7 +25,7 @@ from tests.scratch_database import scratch_database
 ADMIN_KEY = "test-admin-key-0123456789"
 # SECRET_KEY of every test process (shared/secret_box.py); factories encrypt with it too.
 SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
-# The fake S2S servers of the tests listen on loopback (shared/outbound_hosts.py).
+# The fake S2S servers of the tests listen on loopback (shared/outbound/hosts.py).
 OUTBOUND_ALLOWED_HOSTS = "127.0.0.1,localhost"
 
 

@@ -20,14 +20,14 @@ import asyncpg
 
 from shared.dev.embedded import POSTGRES_SUPERUSER, _postgres_account
 from shared.dev.processes import STOP_TIMEOUT_SECONDS, allow_traversal, spawn, stop_process, wheel_path
-from tests.private_redis import free_port
+from tests.private_redis import free_server_port
 
 STARTUP_TIMEOUT_SECONDS = 60.0
 
 
 class PrivatePostgres:
     def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
+        self.port = port or free_server_port()
         self.directory = Path(tempfile.mkdtemp(prefix="loyalty-bridge-test-postgres-"))
         self.data_dir = self.directory / "data"
         self.log_path = self.directory / "postgres.log"
@@ -62,7 +62,12 @@ class PrivatePostgres:
         while True:
             try:
                 connection = await asyncpg.connect(self.url, timeout=2)
-                await connection.close()
+                try:
+                    served_from = await connection.fetchval("SHOW data_directory")
+                finally:
+                    await connection.close()
+                if Path(served_from).resolve() != self.data_dir.resolve():  # ours could not bind
+                    raise AssertionError(f"port {self.port} is served by another PostgreSQL ({served_from})")
                 return
             except (OSError, asyncpg.PostgresError):
                 if self._process.poll() is not None or time.monotonic() > deadline:

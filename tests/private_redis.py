@@ -4,11 +4,15 @@ restart Redis use it, never the shared server (a restart here loses everything, 
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 STARTUP_TIMEOUT_SECONDS = 20.0
 
@@ -18,6 +22,26 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+# Ports of the private servers a test stops and starts again on the same port. They lie below
+# Linux's ephemeral range (32768-60999), which is where the OS takes the local port of every
+# outgoing connection and of every free_port(): while such a server is down, its port could
+# otherwise be handed to one of those, and the restart would fail or reach another server.
+SERVER_PORTS = range(20000, 32000)
+
+
+def free_server_port() -> int:
+    """A port of SERVER_PORTS that is free now (random, so concurrent runs rarely pick the same)."""
+    for _ in range(100):
+        port = random.choice(SERVER_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {SERVER_PORTS}")
 
 
 def redis_server_binary() -> str:
@@ -38,7 +62,7 @@ class PrivateRedis:
     def __init__(self, directory: Path, port: int | None = None, *, persistent: bool = False) -> None:
         """`persistent`: an append-only file fsynced on every write, so a restart (even after
         SIGKILL) comes back with everything acknowledged, like a production Redis."""
-        self.port = port or free_port()
+        self.port = port or free_server_port()
         self.persistent = persistent
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -63,14 +87,24 @@ class PrivateRedis:
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         while True:
             try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                await writer.wait_closed()
+                served_by = await self._server_process_id()
+            except (OSError, RedisError):
+                served_by = None
+            if served_by is not None:
+                if served_by != self._process.pid:  # ours could not bind: the port was taken
+                    raise AssertionError(f"port {self.port} is served by another redis-server (pid {served_by})")
                 return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("the private redis-server did not start") from None
-                await asyncio.sleep(0.05)
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the private redis-server on port {self.port} did not start")
+            await asyncio.sleep(0.05)
+
+    async def _server_process_id(self) -> int:
+        client = Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            process_id: int = (await client.info("server"))["process_id"]
+            return process_id
+        finally:
+            await client.aclose()
 
     def stop(self) -> None:
         """Kill it (SIGKILL: no goodbye to its clients)."""

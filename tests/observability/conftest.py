@@ -6,7 +6,7 @@ import asyncio
 import os
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -67,8 +67,11 @@ async def wait_for_http(url: str, child: ChildProcess) -> None:
             await asyncio.sleep(0.1)
 
 
-async def eventually_true(check: Callable[[], object], *, timeout_seconds: float = 30.0) -> None:
-    """Wait until `await check()` is truthy (a bound for another process, not a timing claim)."""
+async def eventually_true(
+    check: Callable[[], object], *, timeout_seconds: float = 30.0, children: Sequence[ChildProcess] = ()
+) -> None:
+    """Wait until `await check()` is truthy (a bound for another process, not a timing claim); on
+    failure the message names the check and carries the output of `children`."""
     deadline = time.monotonic() + timeout_seconds
     while True:
         result = check()
@@ -77,5 +80,7 @@ async def eventually_true(check: Callable[[], object], *, timeout_seconds: float
         if result:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_seconds}s")
+            outputs = "".join(f"\n--- {child.log_path.name}\n{child.output()}" for child in children)
+            name = getattr(check, "__name__", repr(check))
+            raise AssertionError(f"condition {name} not met within {timeout_seconds}s{outputs}")
         await asyncio.sleep(0.1)

@@ -1,18 +1,23 @@
 """Both /metrics endpoints, scraped from real `loyalty-bridge proxy` and `worker` processes after
 known traffic: promtool accepts the expositions, and the contract's metrics carry the right labels
-and values (the processes are fresh, so their counters start at zero)."""
+and values (the processes are fresh, so their counters start at zero).
+
+The processes run on a database of this test alone: a worker's sweeps cover its whole database
+(the Firehose spool, due outbound messages of every tenant), so in the run's shared database work
+left by earlier tests would be counted here too."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.db import create_engine, create_sessionmaker
 from shared.models import LedgerEvent, OutboundMessage
 from shared.settings import Settings
 from tests.e2e.conftest import ChildProcess
@@ -27,13 +32,31 @@ from tests.observability.conftest import (
     wait_for_http,
 )
 from tests.private_redis import free_port
+from tests.scratch_database import scratch_database
 
 PURCHASE_MAPPING = {"loyalty_event": "purchase", "event_type": "custom_event", "event_name": "Purchase", "priority": 10}
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"outbound_retry_base_seconds": 0.1, "outbound_timeout_seconds": 2.0})
+async def own_database_url(service_urls: tuple[str, str]) -> AsyncIterator[str]:
+    """A database of this test alone, migrated to head (module docstring)."""
+    async with scratch_database(service_urls[0], "lb_metrics") as url:
+        yield url
+
+
+@pytest.fixture
+def settings(settings: Settings, own_database_url: str) -> Settings:
+    return settings.model_copy(
+        update={"database_url": own_database_url, "outbound_retry_base_seconds": 0.1, "outbound_timeout_seconds": 2.0}
+    )
+
+
+@pytest.fixture
+async def sessionmaker(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on this test's own database."""
+    engine = create_engine(settings, application_name="tests-metrics", pool_size=2)
+    yield create_sessionmaker(engine)
+    await engine.dispose()
 
 
 @pytest.fixture
@@ -95,8 +118,15 @@ async def test_proxy_and_worker_metrics_after_known_traffic(
             call = {"customer": {"id": "C-metrics"}, "event_name": "Welcome", "event_type": "other", "data": {}}
             response = await http.post(tenant.url("marketing-communications"), json=call, headers=tenant.engine_headers)
             assert response.status_code == 202, response.text
-        await eventually_true(lambda: _delivered(sessionmaker, inbound.id))
-        await eventually_true(lambda: _ledger_rows(sessionmaker, inbound.id))
+
+        async def welcome_delivered() -> bool:
+            return await _delivered(sessionmaker, inbound.id)
+
+        async def purchase_in_ledger() -> bool:
+            return await _ledger_rows(sessionmaker, inbound.id) > 0
+
+        await eventually_true(welcome_delivered, children=(proxy, worker))
+        await eventually_true(purchase_in_ledger, children=(proxy, worker))
         proxy_text = (await http.get("/metrics")).text
 
         async def worker_caught_up() -> bool:
@@ -111,7 +141,7 @@ async def test_proxy_and_worker_metrics_after_known_traffic(
                 )
             )
 
-        await eventually_true(worker_caught_up)
+        await eventually_true(worker_caught_up, children=(proxy, worker))
         worker_text = (await http.get(worker_metrics_url)).text
         assert "/metrics" not in (await http.get("/openapi.json")).json()["paths"]
 

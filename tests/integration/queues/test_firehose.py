@@ -1,5 +1,5 @@
 """The Firehose queue on a real Redis: dedupe, priority order, byte budget, leases, release, ack,
-and grouped enqueues."""
+and grouped enqueues (the job value's encoding itself: tests/unit/queues/test_firehose.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared.queues.firehose import FirehoseQueue, GroupedEnqueuer, QueuedRequest, ReplayOf, job_value, parse_job_value
+from shared.queues.firehose import FirehoseQueue, GroupedEnqueuer, QueuedRequest
 from shared.queues.jobs import UNMAPPED_PRIORITY
 from shared.settings import Settings
 
@@ -29,25 +29,6 @@ async def queue(settings: Settings) -> AsyncIterator[FirehoseQueue]:
 
 def request(request_id: str, priority: int = 10, body: str = '{"x": 1}') -> QueuedRequest:
     return QueuedRequest("t-1", request_id, body, 1714592744066, priority)
-
-
-@pytest.mark.parametrize("body", ['{"a": 1}', '{\n  "pretty": "json"\n}', "", "line\nbreaks\n\neverywhere\n"])
-def test_job_value_round_trip(body: str) -> None:
-    assert parse_job_value(job_value(1.5e12 + 0.25, "t-1", 1714592744066, body)) == (
-        1.5e12 + 0.25,
-        "t-1",
-        1714592744066,
-        body,
-        None,
-    )
-    replay = ReplayOf(entry_id=42, requested_at_ms=1714592745000)
-    assert parse_job_value(job_value(1.5e12, "t-1", 1714592744066, body, replay)) == (
-        1.5e12,
-        "t-1",
-        1714592744066,
-        body,
-        replay,
-    )
 
 
 async def test_claims_follow_priority_then_arrival_and_carry_the_job(queue: FirehoseQueue) -> None:

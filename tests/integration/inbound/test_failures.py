@@ -1,5 +1,5 @@
 """Transient versus unexpected failures of inbound work: what is retried, what is reported (the
-classifier itself: tests/unit/test_transient.py)."""
+classifier itself: tests/unit/reliability/test_transient.py)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""The SSRF policy of outbound S2S URLs and addresses (shared/outbound_hosts.py), as tables."""
+"""The SSRF policy of outbound S2S URLs and addresses (shared/outbound/hosts.py), as tables."""
 
 from __future__ import annotations
 
 import pytest
 
-from shared.outbound_hosts import AllowedHosts, DestinationRefused, is_public_address, pod_api_url, pod_of
+from shared.outbound.hosts import AllowedHosts, DestinationRefused, is_public_address, pod_api_url, pod_of
 
 NONE = ""
 LOCAL = "127.0.0.1,localhost:8080,*.corp.example"

@@ -25,7 +25,7 @@ from shared.inbound.schemas import (
 )
 from shared.vocabulary import FIREHOSE_EVENT_TYPES
 
-SAMPLES = Path(__file__).resolve().parents[1] / "data" / "firehose"
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "firehose"
 REQUEST_SAMPLES = {
     "ModuleRegistrationRequest.json": ModuleRegistrationRequest,
     "EventProcessingRequest_android.json": EventProcessingRequest,

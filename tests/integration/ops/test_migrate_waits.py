@@ -16,7 +16,7 @@ from shared.migrate import wait_for_database
 from tests.private_postgres import PrivatePostgres
 from tests.private_redis import free_port
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 SECRET_KEY = "migrate-waits-test-secret-key-0123456789"
 
 

@@ -100,10 +100,16 @@ class TestAdjustedRate:
     def test_without_a_usage_figure_the_rate_stays_under_the_default_limit(self, rate: float, expected: float) -> None:
         assert adjusted_rate(rate, highest_percent_used=None, throttled=False, policy=POLICY) == pytest.approx(expected)
 
-    def test_default_policy_starts_under_mparticles_default_limit(self) -> None:
-        assert DEFAULT_PACING.start_batches_per_second < 270
-        assert DEFAULT_PACING.blind_ceiling_batches_per_second < 270
-        assert DEFAULT_PACING.speed_up_below_percent < DEFAULT_PACING.slow_down_from_percent < 100
+    def test_default_policy_stays_under_mparticles_default_limit_without_a_usage_figure(self) -> None:
+        rate = DEFAULT_PACING.start_batches_per_second
+        for _ in range(100):
+            assert rate < 270
+            rate = adjusted_rate(rate, highest_percent_used=None, throttled=False)
+        assert rate < 270
+
+    def test_default_policy_slows_down_near_the_limit_and_speeds_up_far_under_it(self) -> None:
+        assert adjusted_rate(100.0, highest_percent_used=100.0, throttled=False) < 100.0
+        assert adjusted_rate(100.0, highest_percent_used=0.0, throttled=False) > 100.0
 
     def test_a_steady_overload_converges_under_the_limit(self) -> None:
         """Usage above the band on every adjustment keeps lowering the rate until it is in the band."""

@@ -32,7 +32,7 @@ from tests.scratch_database import scratch_database
 
 OLD_KEY = "rotation-old-key-" + "o" * 32
 NEW_KEY = "rotation-new-key-" + "n" * 32
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SECRETS_MIGRATION = importlib.import_module("migrations.versions.0008_security_secrets_at_rest")
 
 
