@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.outbound_hosts import AllowedHosts
+from shared.outbound.hosts import AllowedHosts
 from shared.secret_box import SecretBox, SecretKeyError, secret_box_for
 
 DEFAULT_QUEUE_NAME = "loyalty-bridge:queue"
@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     config_cache_seconds: float = Field(default=1.0, gt=0)
     # Comma-separated, newest first; each at least 32 characters (shared/secret_box.py).
     secret_key: SecretStr | None = None
-    # Host patterns api_url may name besides https://*.mparticle.com (shared/outbound_hosts.py).
+    # Host patterns api_url may name besides https://*.mparticle.com (shared/outbound/hosts.py).
     outbound_allowed_hosts: str = ""
     # Per tenant and per proxy process: a token bucket refilled at this rate, holding `burst` calls.
     outbound_rate_limit_per_second: float = Field(default=1000.0, gt=0)

@@ -5,7 +5,8 @@ overloaded, deadlock): the work is retried, never reported as failed. Everything
 value the database refuses, a bad schema) is not, whatever SQLAlchemy wrapped it in.
 
 `retrying` is the bridge's single in-process retry policy (tenacity): growing, jittered delays,
-optionally bounded in time and interruptible by a stop event. The durable resend schedule of
+optionally bounded in time and interruptible by a stop event; `call_retrying` runs one call under
+it, its delays named once per caller as a `RetryDelays`. The durable resend schedule of
 outbound messages is not an in-process retry: it lives in PostgreSQL (shared/outbound/messages.py).
 """
 
@@ -14,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
 
 import asyncpg
 from redis import exceptions as redis_errors
@@ -32,6 +35,19 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryDelays:
+    """How `call_retrying` waits: from `first_delay_seconds` doubling up to `max_delay_seconds`,
+    giving up after `give_up_after_seconds` (never when None)."""
+
+    first_delay_seconds: float
+    max_delay_seconds: float
+    give_up_after_seconds: float | None = None
+
 
 # Connection loss or refusal, server shutdown/restart/overload, deadlocks and serialization
 # failures.
@@ -169,3 +185,28 @@ def retrying(
         before_sleep=log_before_sleep,
         reraise=True,
     )
+
+
+async def call_retrying(
+    description: str,
+    call: Callable[[], Awaitable[T]],
+    *,
+    retry_on: Callable[[BaseException], bool],
+    delays: RetryDelays,
+    stop: asyncio.Event | None = None,
+    log_level: int = logging.WARNING,
+) -> T:
+    """`await call()` under the `retrying` policy of `delays`; the last error is raised when it gives
+    up (or `stop` is set while it waits)."""
+    async for attempt in retrying(
+        description,
+        retry_on=retry_on,
+        first_delay_seconds=delays.first_delay_seconds,
+        max_delay_seconds=delays.max_delay_seconds,
+        give_up_after_seconds=delays.give_up_after_seconds,
+        stop=stop,
+        log_level=log_level,
+    ):
+        with attempt:
+            return await call()
+    raise AssertionError("unreachable: tenacity re-raises the last error when it gives up")

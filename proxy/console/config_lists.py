@@ -15,12 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
 from proxy.admin.configuration import routes
-from proxy.admin.configuration.schemas import (
-    ExternalEventsUpdate,
-    InboundMappingsUpdate,
-    SyncFieldsUpdate,
-    TenantRead,
-)
+from proxy.admin.configuration.list_schemas import ExternalEventsUpdate, InboundMappingsUpdate, SyncFieldsUpdate
+from proxy.admin.configuration.schemas import TenantRead
 from proxy.console.auth import CheckedForm
 from proxy.console.context import TenantDep, done_url, tenant_page, write_or_refusal
 from proxy.console.forms import (

@@ -9,6 +9,7 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from proxy.firehose.service import ENQUEUE_TIMEOUT_SECONDS, FirehoseCall, handle_firehose_call, now_ms
+from proxy.openapi import error_responses
 from proxy.request_body import read_limited_body
 from proxy.state import ProxyState
 from shared.errors import BridgeError, PayloadTooLarge
@@ -33,13 +34,19 @@ AnyFirehoseResponse = (
     | DsrProcessingResponse
 )
 
-_ERROR = {"content": {"application/json": {"example": {"error": {"code": "CODE", "message": "why"}}}}}
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": AnyFirehoseResponse, "description": "the typed response, `id` echoing the request's"},
-    400: {"description": "MALFORMED_JSON, INVALID_MESSAGE or UNKNOWN_MESSAGE_TYPE (not retried)", **_ERROR},
-    401: {"description": "missing/invalid token, unknown or disconnected tenant, bad caller token", **_ERROR},
-    413: {"description": "the body is larger than MAX_REQUEST_BYTES", **_ERROR},
-    503: {"description": "QUEUE_UNAVAILABLE: the work could not be enqueued (mParticle retries)", **_ERROR},
+    **error_responses(
+        400,
+        413,
+        503,
+        descriptions={
+            400: "MALFORMED_JSON, INVALID_MESSAGE or UNKNOWN_MESSAGE_TYPE (not retried)",
+            401: "missing/invalid token, unknown or disconnected tenant, bad caller token",
+            413: "the body is larger than MAX_REQUEST_BYTES",
+            503: "QUEUE_UNAVAILABLE: the work could not be enqueued (mParticle retries)",
+        },
+    ),
 }
 
 

@@ -34,7 +34,7 @@ from shared.settings import Settings, normalize_database_url
 VAR_DIR_NAME = "var"
 ADMIN_KEY_FILE_NAME = "admin_api_key"
 SECRET_KEY_FILE_NAME = "secret_key"
-# A dev runner talks to local fake S2S servers; production names its own (shared/outbound_hosts.py).
+# A dev runner talks to local fake S2S servers; production names its own (shared/outbound/hosts.py).
 LOCAL_OUTBOUND_ALLOWED_HOSTS = "127.0.0.1,localhost"
 # The worker lets running jobs finish for up to 20 s after SIGTERM; leave it that and a margin.
 CHILD_STOP_TIMEOUT_SECONDS = 25.0

@@ -3,7 +3,7 @@
 The proxy answers a rejected request at once and logs it (CONTRACT §4); when PostgreSQL refuses
 that write (an outage: shared.transient), the entry goes here instead of being dropped. One
 background task writes the waiting entries in arrival order, retrying each with growing delays
-(shared.transient.retrying) for up to GIVE_UP_AFTER_SECONDS. The line is bounded
+(shared.transient.call_retrying) for up to GIVE_UP_AFTER_SECONDS. The line is bounded
 (MAX_WAITING_ENTRIES): beyond it, and for entries still unwritten when the process stops, the
 loss is logged. Start in the lifespan, stop at shutdown.
 """
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,14 +24,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.db import session_scope
 from shared.errorlog.writer import record_incoming_error
 from shared.errors import ErrorCode, ErrorSource
-from shared.transient import is_transient_database_error, retrying
+from shared.tasks import cancel_and_wait
+from shared.transient import RetryDelays, call_retrying, is_transient_database_error
 
 logger = logging.getLogger(__name__)
 
 MAX_WAITING_ENTRIES = 10_000
 GIVE_UP_AFTER_SECONDS = 600.0
-RETRY_FIRST_DELAY_SECONDS = 0.5
-RETRY_MAX_DELAY_SECONDS = 10.0
+RETRY_DELAYS = RetryDelays(first_delay_seconds=0.5, max_delay_seconds=10.0, give_up_after_seconds=GIVE_UP_AFTER_SECONDS)
 STOP_DRAIN_SECONDS = 5.0
 
 
@@ -45,20 +47,15 @@ class ErrorLogEntry:
     request_id: str | None = None
     payload: Any | None = None
 
+    def arguments(self) -> dict[str, Any]:
+        """The keyword arguments of record_incoming_error (the payload is not copied)."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
 
 async def write_entry(sessionmaker: async_sessionmaker[AsyncSession], entry: ErrorLogEntry) -> None:
     """Write one entry in a transaction of its own."""
     async with session_scope(sessionmaker) as session:
-        await record_incoming_error(
-            session,
-            tenant_id=entry.tenant_id,
-            source=entry.source,
-            error_code=entry.error_code,
-            message=entry.message,
-            created_at=entry.created_at,
-            request_id=entry.request_id,
-            payload=entry.payload,
-        )
+        await record_incoming_error(session, **entry.arguments())
 
 
 class DeferredErrorLog:
@@ -79,9 +76,7 @@ class DeferredErrorLog:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._waiting.join(), STOP_DRAIN_SECONDS)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self._task = None
         if lost := self._waiting.qsize():
             logger.error("%d incoming error log entries lost at shutdown (PostgreSQL unavailable)", lost)
@@ -101,15 +96,12 @@ class DeferredErrorLog:
         while True:
             entry = await self._waiting.get()
             try:
-                async for attempt in retrying(
+                await call_retrying(
                     "deferred error log write",
+                    functools.partial(write_entry, self._sessionmaker, entry),
                     retry_on=is_transient_database_error,
-                    first_delay_seconds=RETRY_FIRST_DELAY_SECONDS,
-                    max_delay_seconds=RETRY_MAX_DELAY_SECONDS,
-                    give_up_after_seconds=GIVE_UP_AFTER_SECONDS,
-                ):
-                    with attempt:
-                        await write_entry(self._sessionmaker, entry)
+                    delays=RETRY_DELAYS,
+                )
                 self.written += 1
             except Exception as error:
                 logger.error("incoming error log entry of tenant %s lost (%s)", entry.tenant_id, type(error).__name__)

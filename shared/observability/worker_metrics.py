@@ -34,6 +34,7 @@ from shared.queues.firehose import FirehoseQueue
 from shared.queues.jobs import MAX_PRIORITY, PRIORITY_STEP_MS, create_redis
 from shared.queues.spool import spool_size
 from shared.settings import Settings
+from shared.tasks import cancel_and_wait
 from shared.vocabulary import OutboundStatus
 
 logger = get_logger(__name__)
@@ -225,9 +226,7 @@ class WorkerMetrics:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         await self.server.stop()
         if self._redis is not None:

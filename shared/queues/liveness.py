@@ -25,6 +25,7 @@ from collections.abc import Collection
 
 from redis.asyncio import Redis
 
+from shared.tasks import cancel_and_wait
 from shared.transient import is_transient_queue_error
 
 logger = logging.getLogger(__name__)
@@ -94,9 +95,7 @@ class Heartbeat:
     async def stop(self) -> None:
         """Stop beating and remove the key: this worker's leftover claims are released at once."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         with contextlib.suppress(Exception):
             await self.redis.delete(self.key)

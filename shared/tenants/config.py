@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,11 +30,17 @@ from shared.models import (
     Tenant,
     config_revision_seq,
 )
-from shared.transient import is_transient_database_error, retrying
+from shared.tasks import cancel_and_wait
+from shared.transient import RetryDelays, call_retrying, is_transient_database_error
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 logger = get_logger(__name__)
 
 REFRESH_RETRY_MAX_DELAY_SECONDS = 2.0
+
+Snapshot = TypeVar("Snapshot", bound="DataclassInstance")
 
 
 @dataclass(frozen=True)
@@ -50,22 +57,18 @@ class OutboundConfig:
 
 @dataclass(frozen=True)
 class InboundConfig:
-    customer_identifier_field: str
-    loyalty_identifier_field: str
-    track_audience_data: bool
-    auto_subscribe: bool
+    """A tenant's inbound settings; the defaults are those of a tenant that never saved any."""
+
+    customer_identifier_field: str = "customer"
+    loyalty_identifier_field: str = "id"
+    track_audience_data: bool = False
+    auto_subscribe: bool = False
     max_data_age_hours: int = DEFAULT_MAX_DATA_AGE_HOURS
 
 
 # Inbound settings of a connected tenant that never saved any: what the worker applies and what
 # the admin API shows and takes as defaults (CONTRACT §3, §8).
-DEFAULT_INBOUND = InboundConfig(
-    customer_identifier_field="customer",
-    loyalty_identifier_field="id",
-    track_audience_data=False,
-    auto_subscribe=False,
-    max_data_age_hours=DEFAULT_MAX_DATA_AGE_HOURS,
-)
+DEFAULT_INBOUND = InboundConfig()
 
 
 @dataclass(frozen=True)
@@ -119,78 +122,49 @@ class TenantConfig:
         return self.inbound or DEFAULT_INBOUND
 
 
+def snapshot_of(config_class: type[Snapshot], row: Any) -> Snapshot:
+    """A `config_class` snapshot of the stored `row`: each field from the attribute of that name
+    (JSON objects copied, so the snapshot shares nothing with the session)."""
+    values = {field.name: getattr(row, field.name) for field in dataclasses.fields(config_class)}
+    return config_class(**{name: dict(value) if isinstance(value, dict) else value for name, value in values.items()})
+
+
 async def load_tenant_configs(session: AsyncSession, tenant_ids: list[str] | None = None) -> dict[str, TenantConfig]:
     """Load configuration snapshots for all tenants, or only `tenant_ids`."""
 
     def scoped(stmt: Any, column: Any) -> Any:
         return stmt.where(column.in_(tenant_ids)) if tenant_ids is not None else stmt
 
-    tenants = (await session.scalars(scoped(select(Tenant), Tenant.id))).all()
-    outbound = {
-        row.tenant_id: row
-        for row in (await session.scalars(scoped(select(OutboundSettings), OutboundSettings.tenant_id))).all()
-    }
-    inbound = {
-        row.tenant_id: row
-        for row in (await session.scalars(scoped(select(InboundSettings), InboundSettings.tenant_id))).all()
-    }
-    sync_fields: dict[str, list[SyncFieldConfig]] = {}
-    for sf in (
-        await session.scalars(scoped(select(SyncField), SyncField.tenant_id).order_by(SyncField.position))
-    ).all():
-        sync_fields.setdefault(sf.tenant_id, []).append(SyncFieldConfig(sf.loyalty_field, sf.remote_field))
-    external_events: dict[str, list[ExternalEventConfig]] = {}
-    for ee in (
-        await session.scalars(scoped(select(ExternalEvent), ExternalEvent.tenant_id).order_by(ExternalEvent.position))
-    ).all():
-        external_events.setdefault(ee.tenant_id, []).append(
-            ExternalEventConfig(ee.loyalty_event, ee.event_name, ee.custom_event_type, dict(ee.attributes))
-        )
-    mappings: dict[str, list[InboundMappingConfig]] = {}
-    for im in (
-        await session.scalars(
-            scoped(select(InboundMapping), InboundMapping.tenant_id).order_by(InboundMapping.position)
-        )
-    ).all():
-        mappings.setdefault(im.tenant_id, []).append(
-            InboundMappingConfig(im.loyalty_event, im.event_type, im.event_name, im.priority, dict(im.attributes))
-        )
+    async def by_tenant(model: Any, config_class: type[Snapshot]) -> dict[str, list[Snapshot]]:
+        stmt = scoped(select(model), model.tenant_id)
+        if hasattr(model, "position"):
+            stmt = stmt.order_by(model.position)
+        grouped: dict[str, list[Snapshot]] = {}
+        for row in (await session.scalars(stmt)).all():
+            grouped.setdefault(row.tenant_id, []).append(snapshot_of(config_class, row))
+        return grouped
 
-    result: dict[str, TenantConfig] = {}
-    for tenant in tenants:
-        out = outbound.get(tenant.id)
-        inb = inbound.get(tenant.id)
-        result[tenant.id] = TenantConfig(
+    tenants = (await session.scalars(scoped(select(Tenant), Tenant.id))).all()
+    outbound = await by_tenant(OutboundSettings, OutboundConfig)
+    inbound = await by_tenant(InboundSettings, InboundConfig)
+    sync_fields = await by_tenant(SyncField, SyncFieldConfig)
+    external_events = await by_tenant(ExternalEvent, ExternalEventConfig)
+    mappings = await by_tenant(InboundMapping, InboundMappingConfig)
+    return {
+        tenant.id: TenantConfig(
             id=tenant.id,
             name=tenant.name,
             config_revision=tenant.config_revision,
             inbound_token_hash=tenant.inbound_token_hash,
-            outbound=OutboundConfig(
-                api_url=out.api_url,
-                api_key=out.api_key,
-                api_secret_encrypted=out.api_secret_encrypted,
-                development=out.development,
-                sync_only_configured_identifiers=out.sync_only_configured_identifiers,
-                loyalty_identifier_field=out.loyalty_identifier_field,
-                customer_identifier_field=out.customer_identifier_field,
-            )
-            if out
-            else None,
-            inbound=InboundConfig(
-                customer_identifier_field=inb.customer_identifier_field,
-                loyalty_identifier_field=inb.loyalty_identifier_field,
-                track_audience_data=inb.track_audience_data,
-                auto_subscribe=inb.auto_subscribe,
-                max_data_age_hours=inb.max_data_age_hours,
-            )
-            if inb
-            else None,
+            outbound=outbound[tenant.id][0] if tenant.id in outbound else None,
+            inbound=inbound[tenant.id][0] if tenant.id in inbound else None,
             sync_fields=tuple(sync_fields.get(tenant.id, ())),
             external_events=tuple(external_events.get(tenant.id, ())),
             inbound_mappings=tuple(mappings.get(tenant.id, ())),
             engine_key_hash=tenant.engine_key_hash,
         )
-    return result
+        for tenant in tenants
+    }
 
 
 async def bump_config_revision(session: AsyncSession, tenant_id: str) -> None:
@@ -311,9 +285,7 @@ class TenantConfigCache:
     async def stop(self) -> None:
         for task in (self._task, self._next_miss_lookup, self._running_miss_lookup):
             if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait(task)
         self._task = None
 
     def _install(self, configs: dict[str, TenantConfig]) -> None:
@@ -345,14 +317,12 @@ class TenantConfigCache:
         while True:
             await asyncio.sleep(interval)
             try:
-                async for attempt in retrying(
-                    "tenant config refresh",
-                    retry_on=is_transient_database_error,
-                    first_delay_seconds=interval,
-                    max_delay_seconds=max(interval, REFRESH_RETRY_MAX_DELAY_SECONDS),
-                ):
-                    with attempt:
-                        await self.refresh()
+                delays = RetryDelays(
+                    first_delay_seconds=interval, max_delay_seconds=max(interval, REFRESH_RETRY_MAX_DELAY_SECONDS)
+                )
+                await call_retrying(
+                    "tenant config refresh", self.refresh, retry_on=is_transient_database_error, delays=delays
+                )
             except Exception as exc:  # not an outage: keep the last good snapshot all the same
                 logger.warning("tenant_config_refresh_failed", error=exc.__class__.__name__)
 

@@ -7,7 +7,6 @@ TenantConfigCache reloads the tenant. Methods flush; the caller commits.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,10 +14,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.credentials import hash_key, new_engine_key, new_inbound_token
-from shared.errors import Conflict, ErrorCode, NotFound, Unprocessable
+from shared.errors import Conflict, NotFound, Unprocessable
 from shared.models import (
     WAITING_STATUSES,
     ExternalEvent,
@@ -29,18 +27,15 @@ from shared.models import (
     SyncField,
     Tenant,
 )
-from shared.outbound_hosts import DestinationRefused
-from shared.secret_box import SecretBox
-from shared.settings import Settings
-from shared.tenants.config import DEFAULT_INBOUND, bump_config_revision
+from shared.outbound.hosts import DestinationRefused
+from shared.tenants.config import DEFAULT_INBOUND, InboundConfig, OutboundConfig, bump_config_revision, snapshot_of
+from shared.tenants.rows import TenantRows, tenant_not_connected, tenant_not_found
 
+# The ordered configuration lists, each replaced as a whole.
 ConfigListModel = TypeVar("ConfigListModel", SyncField, ExternalEvent, InboundMapping)
 
 # Recorded as last_error on the waiting outbound messages a disconnect cancels.
 DISCONNECT_REASON = "cancelled: the tenant was disconnected"
-
-# What GET inbound-settings shows before the first PUT (CONTRACT §3 defaults).
-DEFAULT_INBOUND_SETTINGS: dict[str, Any] = dataclasses.asdict(DEFAULT_INBOUND)
 
 
 @dataclass(frozen=True)
@@ -62,25 +57,10 @@ class CreatedTenant:
 
 
 @dataclass(frozen=True)
-class OutboundSettingsView:
-    """Outbound settings without the secret itself."""
-
-    api_url: str
-    api_key: str
-    api_secret_set: bool
-    development: bool
-    sync_only_configured_identifiers: bool
-    loyalty_identifier_field: str
-    customer_identifier_field: str
-
-
-@dataclass(frozen=True)
 class InboundSettingsView:
-    customer_identifier_field: str
-    loyalty_identifier_field: str
-    track_audience_data: bool
-    auto_subscribe: bool
-    max_data_age_hours: int
+    """The inbound settings (the defaults before a first save) and the token to paste into mParticle."""
+
+    settings: InboundConfig
     authentication_token: str | None
 
 
@@ -89,36 +69,8 @@ class DisconnectResult:
     cancelled_messages: int
 
 
-def _not_found(tenant_id: str) -> NotFound:
-    return NotFound(f"tenant {tenant_id!r} not found")
-
-
-def _not_connected(tenant_id: str) -> Conflict:
-    return Conflict(
-        f"tenant {tenant_id!r} is not connected: save its outbound settings first", code=ErrorCode.NOT_CONNECTED
-    )
-
-
-def _outbound_view(row: OutboundSettings) -> OutboundSettingsView:
-    return OutboundSettingsView(
-        api_url=row.api_url,
-        api_key=row.api_key,
-        api_secret_set=bool(row.api_secret_encrypted),
-        development=row.development,
-        sync_only_configured_identifiers=row.sync_only_configured_identifiers,
-        loyalty_identifier_field=row.loyalty_identifier_field,
-        customer_identifier_field=row.customer_identifier_field,
-    )
-
-
-class TenantRepository:
+class TenantRepository(TenantRows):
     """Tenant lifecycle, credentials and configuration, always scoped to one tenant id."""
-
-    def __init__(self, session: AsyncSession, settings: Settings | None = None) -> None:
-        # Settings (SECRET_KEY, OUTBOUND_ALLOWED_HOSTS) are needed only by the methods that
-        # store or show secrets and by save_outbound_settings; the others work without.
-        self._session = session
-        self._settings = settings
 
     # --- tenants ---------------------------------------------------------------------------------
 
@@ -145,14 +97,14 @@ class TenantRepository:
     async def get_tenant(self, tenant_id: str) -> TenantSummary:
         row = (await self._session.execute(self._summary_query().where(Tenant.id == tenant_id))).one_or_none()
         if row is None:
-            raise _not_found(tenant_id)
+            raise tenant_not_found(tenant_id)
         return TenantSummary(*row)
 
     async def delete_tenant(self, tenant_id: str) -> None:
         """Delete the tenant; the foreign keys cascade to every row it owns."""
         deleted = await self._session.scalar(delete(Tenant).where(Tenant.id == tenant_id).returning(Tenant.id))
         if deleted is None:
-            raise _not_found(tenant_id)
+            raise tenant_not_found(tenant_id)
 
     async def rotate_engine_key(self, tenant_id: str) -> str:
         """Replace the engine key's hash (the old key stops matching) and return the new key."""
@@ -166,13 +118,13 @@ class TenantRepository:
 
     # --- connection: outbound and inbound settings -----------------------------------------------
 
-    async def get_outbound_settings(self, tenant_id: str) -> OutboundSettingsView:
+    async def get_outbound_settings(self, tenant_id: str) -> OutboundConfig:
         """NotFound for an unknown tenant and for a tenant without outbound settings."""
         row = await self._session.scalar(select(OutboundSettings).where(OutboundSettings.tenant_id == tenant_id))
         if row is None:
             await self._require_tenant(tenant_id)
             raise NotFound(f"tenant {tenant_id!r} has no outbound settings")
-        return _outbound_view(row)
+        return snapshot_of(OutboundConfig, row)
 
     async def save_outbound_settings(
         self,
@@ -185,7 +137,7 @@ class TenantRepository:
         sync_only_configured_identifiers: bool,
         loyalty_identifier_field: str,
         customer_identifier_field: str,
-    ) -> OutboundSettingsView:
+    ) -> OutboundConfig:
         """Upsert; `api_secret=None` keeps the stored secret (required on the first save).
         Issues the tenant's inbound token when it has none."""
         values: dict[str, Any] = {
@@ -221,7 +173,7 @@ class TenantRepository:
         if token_hash is None:
             await self._store_inbound_token(tenant_id, new_inbound_token())
         await bump_config_revision(self._session, tenant_id)
-        return _outbound_view(row)
+        return snapshot_of(OutboundConfig, row)
 
     async def get_inbound_settings(self, tenant_id: str) -> InboundSettingsView:
         """The saved inbound settings (the defaults before a first save) with the inbound token."""
@@ -234,11 +186,11 @@ class TenantRepository:
             )
         ).one_or_none()
         if row is None:
-            raise _not_found(tenant_id)
+            raise tenant_not_found(tenant_id)
         token_encrypted, outbound_tenant_id, settings = row
         if outbound_tenant_id is None:
-            raise _not_connected(tenant_id)
-        return self._inbound_view(settings, self._decrypt_token(token_encrypted))
+            raise tenant_not_connected(tenant_id)
+        return _inbound_view(settings, self._decrypt_token(token_encrypted))
 
     async def save_inbound_settings(
         self,
@@ -270,7 +222,7 @@ class TenantRepository:
         )
         settings = (await self._session.scalars(upsert, execution_options={"populate_existing": True})).one()
         await bump_config_revision(self._session, tenant_id)
-        return self._inbound_view(settings, token)
+        return _inbound_view(settings, token)
 
     async def rotate_inbound_token(self, tenant_id: str) -> str:
         """A new inbound token (the old one stops authenticating); Conflict NOT_CONNECTED if not connected."""
@@ -300,103 +252,15 @@ class TenantRepository:
 
     # --- ordered configuration lists (replaced as a whole) ---------------------------------------
 
-    async def list_sync_fields(self, tenant_id: str) -> Sequence[SyncField]:
-        return await self._read_list(SyncField, tenant_id)
-
-    async def replace_sync_fields(self, tenant_id: str, items: list[dict[str, Any]]) -> Sequence[SyncField]:
-        return await self._replace_list(SyncField, tenant_id, items)
-
-    async def list_external_events(self, tenant_id: str) -> Sequence[ExternalEvent]:
-        return await self._read_list(ExternalEvent, tenant_id)
-
-    async def replace_external_events(self, tenant_id: str, items: list[dict[str, Any]]) -> Sequence[ExternalEvent]:
-        return await self._replace_list(ExternalEvent, tenant_id, items)
-
-    async def list_inbound_mappings(self, tenant_id: str) -> Sequence[InboundMapping]:
-        return await self._read_list(InboundMapping, tenant_id)
-
-    async def replace_inbound_mappings(self, tenant_id: str, items: list[dict[str, Any]]) -> Sequence[InboundMapping]:
-        return await self._replace_list(InboundMapping, tenant_id, items)
-
-    # --- helpers ---------------------------------------------------------------------------------
-
-    @staticmethod
-    def _summary_query() -> Any:
-        connected = exists().where(OutboundSettings.tenant_id == Tenant.id).label("connected")
-        return select(Tenant.id, Tenant.name, Tenant.created_at, connected, Tenant.outbound_paused_at)
-
-    @staticmethod
-    def _inbound_view(settings: InboundSettings | None, token: str | None) -> InboundSettingsView:
-        if settings is None:
-            return InboundSettingsView(**DEFAULT_INBOUND_SETTINGS, authentication_token=token)
-        return InboundSettingsView(
-            customer_identifier_field=settings.customer_identifier_field,
-            loyalty_identifier_field=settings.loyalty_identifier_field,
-            track_audience_data=settings.track_audience_data,
-            auto_subscribe=settings.auto_subscribe,
-            max_data_age_hours=settings.max_data_age_hours,
-            authentication_token=token,
-        )
-
-    async def _require_tenant(self, tenant_id: str) -> None:
-        if await self._session.scalar(select(Tenant.id).where(Tenant.id == tenant_id)) is None:
-            raise _not_found(tenant_id)
-
-    async def _lock_tenant(self, tenant_id: str) -> str | None:
-        """Lock the tenant row for this transaction; returns its inbound token's hash. NotFound if unknown."""
-        row = (
-            await self._session.execute(
-                select(Tenant.id, Tenant.inbound_token_hash).where(Tenant.id == tenant_id).with_for_update()
-            )
-        ).one_or_none()
-        if row is None:
-            raise _not_found(tenant_id)
-        token_hash: str | None = row.inbound_token_hash
-        return token_hash
-
-    # --- secrets (shared/secret_box.py) ----------------------------------------------------------
-
-    def _require_settings(self) -> Settings:
-        if self._settings is None:
-            raise RuntimeError("TenantRepository needs the Settings to store or show secrets")
-        return self._settings
-
-    def _secrets(self) -> SecretBox:
-        return self._require_settings().secret_box()
-
-    async def _store_inbound_token(self, tenant_id: str, token: str) -> None:
-        box = self._secrets()
-        await self._session.execute(
-            update(Tenant)
-            .where(Tenant.id == tenant_id)
-            .values(inbound_token_encrypted=box.encrypt(token), inbound_token_hash=box.token_hash(token))
-        )
-
-    async def _read_inbound_token(self, tenant_id: str) -> str | None:
-        encrypted = await self._session.scalar(select(Tenant.inbound_token_encrypted).where(Tenant.id == tenant_id))
-        return self._decrypt_token(encrypted)
-
-    def _decrypt_token(self, encrypted: str | None) -> str | None:
-        return self._secrets().decrypt(encrypted) if encrypted else None
-
-    async def _lock_connected_tenant(self, tenant_id: str) -> None:
-        await self._lock_tenant(tenant_id)
-        if not await self._has_outbound_settings(tenant_id):
-            raise _not_connected(tenant_id)
-
-    async def _has_outbound_settings(self, tenant_id: str) -> bool:
-        found = await self._session.scalar(
-            select(OutboundSettings.tenant_id).where(OutboundSettings.tenant_id == tenant_id)
-        )
-        return found is not None
-
-    async def _read_list(self, model: type[ConfigListModel], tenant_id: str) -> Sequence[ConfigListModel]:
+    async def read_list(self, model: type[ConfigListModel], tenant_id: str) -> Sequence[ConfigListModel]:
+        """The tenant's `model` rows (sync fields, external events or inbound mappings) in order."""
         await self._require_tenant(tenant_id)
         return await self._ordered_rows(model, tenant_id)
 
-    async def _replace_list(
+    async def replace_list(
         self, model: type[ConfigListModel], tenant_id: str, items: list[dict[str, Any]]
     ) -> Sequence[ConfigListModel]:
+        """Replace the tenant's `model` rows by `items`, in their order."""
         await self._lock_tenant(tenant_id)
         await self._session.execute(delete(model).where(model.tenant_id == tenant_id))
         if items:
@@ -404,6 +268,13 @@ class TenantRepository:
             await self._session.execute(insert(model), rows)
         await bump_config_revision(self._session, tenant_id)
         return await self._ordered_rows(model, tenant_id)
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _summary_query() -> Any:
+        connected = exists().where(OutboundSettings.tenant_id == Tenant.id).label("connected")
+        return select(Tenant.id, Tenant.name, Tenant.created_at, connected, Tenant.outbound_paused_at)
 
     async def _ordered_rows(self, model: type[ConfigListModel], tenant_id: str) -> Sequence[ConfigListModel]:
         rows = await self._session.scalars(
@@ -413,3 +284,9 @@ class TenantRepository:
             .execution_options(populate_existing=True)
         )
         return rows.all()
+
+
+def _inbound_view(settings: InboundSettings | None, token: str | None) -> InboundSettingsView:
+    return InboundSettingsView(
+        settings=snapshot_of(InboundConfig, settings) if settings else DEFAULT_INBOUND, authentication_token=token
+    )

@@ -17,8 +17,8 @@ import orjson
 
 from shared.mapping.pacing import parse_percent_used
 from shared.observability.metrics import S2S_ATTEMPT_CONNECTION_ERROR, S2S_ATTEMPT_TIMEOUT, record_s2s_status
+from shared.outbound.hosts import DestinationRefused
 from shared.outbound.limits import BULK_EVENTS_PATH, EVENTS_PATH
-from shared.outbound_hosts import DestinationRefused
 
 ERROR_TEXT_MAX_CHARS = 500
 USER_AGENT = "loyalty-bridge/0.1 (+mParticle S2S)"

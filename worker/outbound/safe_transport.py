@@ -1,4 +1,4 @@
-"""The worker's S2S HTTP client: send-time SSRF vetting (shared/outbound_hosts.py).
+"""The worker's S2S HTTP client: send-time SSRF vetting (shared/outbound/hosts.py).
 
 Every request's URL is checked against the policy; the host name is then resolved once, every
 address vetted (an mParticle name resolving to a private address is refused: DNS rebinding), and
@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 import httpcore
 import httpx
 
-from shared.outbound_hosts import AllowedHosts, DestinationRefused
+from shared.outbound.hosts import AllowedHosts, DestinationRefused
 from shared.settings import Settings
 
 MAX_RESPONSE_BODY_BYTES = 64 * 1024

@@ -3,11 +3,22 @@ where JSON Schema can say it, in the OpenAPI document too (what a client or a fu
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, FiniteFloat, StrictBool, StrictInt, StringConstraints
+from pydantic import (
+    AfterValidator,
+    Field,
+    FiniteFloat,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 from shared.vocabulary import (
     FIREHOSE_EVENT_TYPES,
@@ -50,13 +61,25 @@ def integral(value: Any) -> Any:
     return value
 
 
-def _member_of(allowed: frozenset[str], what: str) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        if value not in allowed:
-            raise ValueError(f"unknown {what} {value!r}; expected one of: {', '.join(sorted(allowed))}")
+@dataclass(frozen=True)
+class _OneOf:
+    """Annotated metadata of a string that must be one of `allowed` (documented as their enum)."""
+
+    allowed: frozenset[str]
+    what: str
+
+    def check(self, value: str) -> str:
+        if value not in self.allowed:
+            raise ValueError(f"unknown {self.what} {value!r}; expected one of: {', '.join(sorted(self.allowed))}")
         return value
 
-    return check
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["enum"] = sorted(self.allowed)
+        return json_schema
 
 
 TenantName = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_printable), _NOT_BLANK]
@@ -105,26 +128,10 @@ Attributes = Annotated[
         json_schema_extra={"propertyNames": {"minLength": 1, "maxLength": 256, "pattern": _NOT_BLANK_PATTERN}},
     ),
 ]
-S2SIdentityKey = Annotated[
-    str,
-    AfterValidator(_member_of(S2S_IDENTITY_KEYS, "S2S identity key")),
-    Field(json_schema_extra={"enum": sorted(S2S_IDENTITY_KEYS)}),
-]
-FirehoseIdentityType = Annotated[
-    str,
-    AfterValidator(_member_of(FIREHOSE_IDENTITY_TYPES, "Firehose identity type")),
-    Field(json_schema_extra={"enum": sorted(FIREHOSE_IDENTITY_TYPES)}),
-]
-CustomEventType = Annotated[
-    str,
-    AfterValidator(_member_of(S2S_CUSTOM_EVENT_TYPES, "custom_event_type")),
-    Field(json_schema_extra={"enum": sorted(S2S_CUSTOM_EVENT_TYPES)}),
-]
-FirehoseEventType = Annotated[
-    str,
-    AfterValidator(_member_of(FIREHOSE_EVENT_TYPES, "Firehose event type")),
-    Field(json_schema_extra={"enum": sorted(FIREHOSE_EVENT_TYPES)}),
-]
+S2SIdentityKey = Annotated[str, _OneOf(S2S_IDENTITY_KEYS, "S2S identity key")]
+FirehoseIdentityType = Annotated[str, _OneOf(FIREHOSE_IDENTITY_TYPES, "Firehose identity type")]
+CustomEventType = Annotated[str, _OneOf(S2S_CUSTOM_EVENT_TYPES, "custom_event_type")]
+FirehoseEventType = Annotated[str, _OneOf(FIREHOSE_EVENT_TYPES, "Firehose event type")]
 
 
 def _http_url(value: str) -> str:

@@ -6,6 +6,7 @@ before any SQL runs. Strings are stored exactly as written (no trimming, no case
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, cast
 
@@ -14,56 +15,44 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    JsonValue,
     StrictBool,
     StrictInt,
     computed_field,
     field_validator,
     model_validator,
 )
-from pydantic.config import JsonDict
 
+from proxy.admin.configuration.fields import TENANT_ID_PATTERN as TENANT_ID_PATTERN  # re-exported
 from proxy.admin.configuration.fields import (
-    MAX_LIST_ITEMS,
-    MAX_PRIORITY,
-    MIN_PRIORITY,
     ApiCredential,
     ApiUrl,
-    Attributes,
-    CustomEventType,
-    EventName,
-    FirehoseEventType,
     FirehoseIdentityType,
-    LoyaltyEvent,
     LoyaltyField,
-    RemoteField,
     S2SIdentityKey,
     TenantName,
     integral,
 )
-from proxy.admin.configuration.fields import TENANT_ID_PATTERN as TENANT_ID_PATTERN  # re-exported
 from shared.mapping.inbound import ANY_DATA_AGE_HOURS, MAX_DATA_AGE_HOURS_LIMIT
-from shared.outbound_hosts import POD_API_URLS, pod_api_url, pod_of
-from shared.tenants.config import DEFAULT_INBOUND
+from shared.outbound.hosts import POD_API_URLS, pod_api_url, pod_of
+from shared.tenants.config import DEFAULT_INBOUND, OutboundConfig
+from shared.tenants.repository import InboundSettingsView
 from shared.vocabulary import (
     DEFAULT_S2S_API_URL,
-    EVENT_NAME_FIELD,
-    RESERVED_USER_ATTRIBUTES,
 )
 
 
-def _example(example: dict[str, Any]) -> ConfigDict:
+def request_example(example: dict[str, Any]) -> ConfigDict:
     """A request example for /docs."""
     return ConfigDict(json_schema_extra={"examples": [example]})
 
 
-class _Input(BaseModel):
+class InputModel(BaseModel):
     """Bodies reject unknown fields, so a typo is a 422 instead of a silently ignored setting."""
 
     model_config = ConfigDict(extra="forbid")
 
 
-class _ReadOnlyTolerantInput(_Input):
+class _ReadOnlyTolerantInput(InputModel):
     """A settings body that may be a GET response sent back: its read-only fields are ignored."""
 
     read_only_fields: ClassVar[frozenset[str]] = frozenset()
@@ -79,11 +68,11 @@ class _ReadOnlyTolerantInput(_Input):
 # --- tenants ------------------------------------------------------------------------------------
 
 
-class TenantCreate(_Input):
+class TenantCreate(InputModel):
     id: Annotated[str, Field(pattern=TENANT_ID_PATTERN, description="lower-case letters, digits, `_`, `-`; 1-64")]
     name: TenantName
 
-    model_config = _example({"id": "acme-prod", "name": "ACME production"})
+    model_config = request_example({"id": "acme-prod", "name": "ACME production"})
 
 
 class TenantRead(BaseModel):
@@ -146,7 +135,7 @@ class OutboundSettingsUpdate(_ReadOnlyTolerantInput):
             self.api_url = pod_api_url(self.pod)
         return self
 
-    model_config = _example(
+    model_config = request_example(
         {
             "api_url": DEFAULT_S2S_API_URL,
             "api_key": "us1-0123456789abcdef",
@@ -171,6 +160,13 @@ class OutboundSettingsRead(BaseModel):
     sync_only_configured_identifiers: bool
     loyalty_identifier_field: str
     customer_identifier_field: str
+
+    @classmethod
+    def of(cls, config: OutboundConfig) -> OutboundSettingsRead:
+        """The stored settings as shown: the secret only as whether one is stored."""
+        values = dataclasses.asdict(config)
+        values["api_secret_set"] = bool(values.pop("api_secret_encrypted"))
+        return cls.model_validate(values)
 
     @computed_field(description="the mParticle pod `api_url` points at, or null for another URL")  # type: ignore[prop-decorator]
     @property
@@ -212,7 +208,7 @@ class InboundSettingsUpdate(_ReadOnlyTolerantInput):
             raise ValueError(f"must be {ANY_DATA_AGE_HOURS} (any age) or 1 to {MAX_DATA_AGE_HOURS_LIMIT}")
         return value
 
-    model_config = _example(
+    model_config = request_example(
         {
             "customer_identifier_field": "email",
             "loyalty_identifier_field": "email",
@@ -236,163 +232,13 @@ class InboundSettingsRead(BaseModel):
         " tenant id)"
     )
 
+    @classmethod
+    def of(cls, view: InboundSettingsView) -> InboundSettingsRead:
+        """The stored (or default) settings and the inbound token."""
+        return cls.model_validate(
+            {**dataclasses.asdict(view.settings), "authentication_token": view.authentication_token}
+        )
+
 
 class AuthenticationTokenRead(BaseModel):
     authentication_token: str = Field(description="the new inbound token; the previous one stops working")
-
-
-# --- sync fields --------------------------------------------------------------------------------
-
-
-class SyncFieldItem(_Input):
-    model_config = ConfigDict(from_attributes=True, extra="forbid")
-
-    loyalty_field: LoyaltyField
-    remote_field: RemoteField = Field(description="mParticle user attribute; `$` names must be reserved ones")
-
-    @field_validator("remote_field")
-    @classmethod
-    def _reserved_names_only(cls, value: str) -> str:
-        if value.startswith("$") and value.lower() not in RESERVED_USER_ATTRIBUTES:
-            raise ValueError(
-                f"{value!r} is not a reserved mParticle attribute; `$` names must be one of: "
-                + ", ".join(sorted(RESERVED_USER_ATTRIBUTES))
-            )
-        return value
-
-
-class SyncFieldsRead(BaseModel):
-    items: Annotated[list[SyncFieldItem], Field(max_length=MAX_LIST_ITEMS)]
-
-
-class SyncFieldsUpdate(SyncFieldsRead, _Input):
-    @model_validator(mode="after")
-    def _remote_fields_unique(self) -> SyncFieldsUpdate:
-        _reject_duplicates([item.remote_field for item in self.items], "remote_field", fold_case=True)
-        return self
-
-    model_config = _example(
-        {
-            "items": [
-                {"loyalty_field": "first_name", "remote_field": "$firstname"},
-                {"loyalty_field": "tier", "remote_field": "antavo_tier"},
-            ]
-        }
-    )
-
-
-# --- external events ----------------------------------------------------------------------------
-
-
-class ExternalEventItem(_Input):
-    model_config = ConfigDict(from_attributes=True, extra="forbid")
-
-    loyalty_event: LoyaltyEvent
-    event_name: EventName
-    custom_event_type: CustomEventType
-    attributes: Attributes = Field(default_factory=dict, description="name -> template (`{data.path}`) or scalar")
-
-
-class ExternalEventsRead(BaseModel):
-    items: Annotated[list[ExternalEventItem], Field(max_length=MAX_LIST_ITEMS)]
-
-
-class ExternalEventsUpdate(ExternalEventsRead, _Input):
-    @model_validator(mode="after")
-    def _one_association_per_event(self) -> ExternalEventsUpdate:
-        _reject_duplicates([item.loyalty_event for item in self.items], "loyalty_event")
-        return self
-
-    model_config = _example(
-        {
-            "items": [
-                {
-                    "loyalty_event": "reward_claim",
-                    "event_name": "Reward claimed",
-                    "custom_event_type": "transaction",
-                    "attributes": {"reward_id": "{reward}", "channel": "loyalty"},
-                }
-            ]
-        }
-    )
-
-
-# --- inbound mappings ---------------------------------------------------------------------------
-
-
-# _event_name_fits_type, stated in the schema: custom_event needs a name; only named types take one.
-_EVENT_NAME_RULES: JsonDict = {
-    "allOf": [
-        {
-            "if": {"properties": {"event_type": {"const": "custom_event"}}, "required": ["event_type"]},
-            "then": {"required": ["event_name"], "properties": {"event_name": {"type": "string"}}},
-        },
-        {
-            "if": {"properties": {"event_type": {"not": {"enum": list[JsonValue](sorted(EVENT_NAME_FIELD))}}}},
-            "then": {"properties": {"event_name": {"type": "null"}}},
-        },
-    ]
-}
-
-
-class InboundMappingItem(_Input):
-    model_config = ConfigDict(from_attributes=True, extra="forbid", json_schema_extra=_EVENT_NAME_RULES)
-
-    loyalty_event: LoyaltyEvent
-    event_type: FirehoseEventType
-    event_name: EventName | None = Field(
-        default=None,
-        description="required for custom_event; allowed for screen_view, product_action, promotion_action",
-    )
-    priority: Annotated[StrictInt, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY), BeforeValidator(integral)] = Field(
-        default=0, description="0..1000, lower is processed first"
-    )
-    attributes: Attributes = Field(
-        default_factory=dict, description="name -> template (`{name}`, `{event.a.b}`, `{batch.a.b}`) or scalar"
-    )
-
-    @model_validator(mode="after")
-    def _event_name_fits_type(self) -> InboundMappingItem:
-        if self.event_type == "custom_event" and self.event_name is None:
-            raise ValueError("event_name is required for custom_event")
-        if self.event_name is not None and self.event_type not in EVENT_NAME_FIELD:
-            raise ValueError(
-                f"event_name is not allowed for {self.event_type}; only for: {', '.join(sorted(EVENT_NAME_FIELD))}"
-            )
-        return self
-
-
-class InboundMappingsRead(BaseModel):
-    items: Annotated[list[InboundMappingItem], Field(max_length=MAX_LIST_ITEMS)]
-
-
-class InboundMappingsUpdate(InboundMappingsRead, _Input):
-    model_config = _example(
-        {
-            "items": [
-                {
-                    "loyalty_event": "purchase",
-                    "event_type": "product_action",
-                    "event_name": "purchase",
-                    "priority": 10,
-                    "attributes": {"total": "{event.total_amount}", "sku": "{event.products.0.id}"},
-                },
-                {
-                    "loyalty_event": "opt_in",
-                    "event_type": "custom_event",
-                    "event_name": "Sign up",
-                    "priority": 0,
-                    "attributes": {"email": "{batch.user_identities.email}"},
-                },
-            ]
-        }
-    )
-
-
-def _reject_duplicates(values: list[str], field: str, *, fold_case: bool = False) -> None:
-    seen: set[str] = set()
-    for value in values:
-        key = value.lower() if fold_case else value
-        if key in seen:
-            raise ValueError(f"duplicate {field} {value!r}: each may appear only once")
-        seen.add(key)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from starlette.responses import JSONResponse, Response
@@ -17,12 +17,14 @@ from proxy.admin.errorlog.schemas import (
     ReplayQuery,
 )
 from proxy.dependencies import SessionDep, StateDep
+from proxy.openapi import error_responses
 from proxy.pagination import DEFAULT_PAGE_LIMIT, CursorQuery, LimitQuery, Page
 from shared.queues.firehose import FirehoseQueue
 
 router = APIRouter(prefix="/tenants/{tenant_id}/incoming-errors", tags=["incoming errors"])
 
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such tenant or entry (or no payload)"}}
+_NOT_FOUND_WORDING = "No such tenant or entry (or no payload)"
+_NOT_FOUND = error_responses(404, descriptions={404: _NOT_FOUND_WORDING})
 
 
 @router.get("", summary="List the tenant's incoming errors", responses=_NOT_FOUND)
@@ -68,10 +70,9 @@ async def download_payload(
     )
 
 
-_REPLAY_REFUSED: dict[int | str, dict[str, Any]] = {
-    **_NOT_FOUND,
-    409: {"description": "NOT_REPLAYABLE (rejected by the proxy) or NO_PAYLOAD"},
-}
+_REPLAY_REFUSED = error_responses(
+    404, 409, descriptions={404: _NOT_FOUND_WORDING, 409: "NOT_REPLAYABLE (rejected by the proxy) or NO_PAYLOAD"}
+)
 
 
 @router.post(

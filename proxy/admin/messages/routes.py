@@ -4,7 +4,7 @@ query is scoped by the tenant in the path."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
@@ -19,13 +19,13 @@ from proxy.admin.messages.schemas import (
     RetryCount,
 )
 from proxy.dependencies import SessionDep, StateDep
+from proxy.openapi import error_responses
 from proxy.outbound import service as outbound_service
 from proxy.pagination import DEFAULT_PAGE_LIMIT, CursorQuery, LimitQuery, Page
 from shared.outbound.administration import MessageFilter
 
-_ERROR = {"content": {"application/json": {"example": {"error": {"code": "CODE", "message": "why"}}}}}
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "unknown tenant or message", **_ERROR}}
-_CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "the message is not in a state for that", **_ERROR}}
+_NOT_FOUND = error_responses(404, descriptions={404: "unknown tenant or message"})
+_CONFLICT = error_responses(409, descriptions={409: "the message is not in a state for that"})
 
 router = APIRouter(tags=["outbound messages"], responses=_NOT_FOUND)
 
