@@ -41,7 +41,8 @@ from shared.observability.worker_metrics import WorkerMetrics
 from shared.queues.firehose import FirehoseQueue
 from shared.queues.jobs import JobQueue, deserialize_job, serialize_job
 from shared.settings import Settings
-from shared.transient import is_transient_queue_error, retrying
+from shared.tasks import cancel_and_wait
+from shared.transient import RetryDelays, call_retrying, is_transient_queue_error
 from worker.context import CONTEXT_KEY, WorkerContext
 from worker.inbound.consumer import ConsumerTask, FirehoseConsumer
 from worker.jobs import CRON_JOBS, JOB_FUNCTIONS
@@ -56,8 +57,7 @@ IN_PROGRESS_LEASE_SECONDS = 40
 LEASE_RENEWAL_SECONDS = 10
 MAX_CONCURRENT_JOBS = 20
 POLL_DELAY_SECONDS = 0.05
-RESTART_FIRST_DELAY_SECONDS = 0.5
-RESTART_MAX_DELAY_SECONDS = 2.0
+RESTART_DELAYS = RetryDelays(first_delay_seconds=0.5, max_delay_seconds=2.0)
 
 
 def worker_cron_jobs(queue_name: str) -> list[CronJob]:
@@ -170,9 +170,7 @@ class InProgressLease:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _renew_forever(self, worker: Worker) -> None:
@@ -231,18 +229,15 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None, h
 
 async def _run_arq_until_stopped(settings: Settings, resources: WorkerResources, stop: asyncio.Event) -> None:
     """Run arq Workers one after the other until `stop`: a fresh one after each Redis loss."""
+
+    async def run_one_worker() -> None:
+        if not stop.is_set():  # else stopped while waiting to restart
+            await _run_once(build_worker(settings, resources=resources, handle_signals=False), stop)
+
     try:
-        async for attempt in retrying(
-            "arq worker",
-            retry_on=is_transient_queue_error,
-            first_delay_seconds=RESTART_FIRST_DELAY_SECONDS,
-            max_delay_seconds=RESTART_MAX_DELAY_SECONDS,
-            stop=stop,
-        ):
-            with attempt:
-                if stop.is_set():  # stopped while waiting to restart
-                    return
-                await _run_once(build_worker(settings, resources=resources, handle_signals=False), stop)
+        await call_retrying(
+            "arq worker", run_one_worker, retry_on=is_transient_queue_error, delays=RESTART_DELAYS, stop=stop
+        )
     except Exception as error:
         if not (stop.is_set() and is_transient_queue_error(error)):
             raise

@@ -18,15 +18,19 @@ from shared.db import session_scope
 from shared.logging import get_logger
 from shared.queues.firehose import FirehoseQueue
 from shared.queues.spool import FirehoseSpool
-from shared.transient import is_transient_database_error, is_transient_queue_error, retrying
+from shared.transient import (
+    RetryDelays,
+    call_retrying,
+    is_transient_database_error,
+    is_transient_queue_error,
+)
 
 logger = get_logger(__name__)
 
 SPOOL_SCAN_SECONDS = 1.0
 MOVE_BATCH_REQUESTS = 500
 MOVE_BATCH_BYTES = 8 * 1024 * 1024
-RETRY_FIRST_DELAY_SECONDS = 0.5
-RETRY_MAX_DELAY_SECONDS = 2.0
+RETRY_DELAYS = RetryDelays(first_delay_seconds=0.5, max_delay_seconds=2.0)
 
 
 def _store_unavailable(error: BaseException) -> bool:
@@ -66,15 +70,9 @@ class SpoolMover:
         """Every SPOOL_SCAN_SECONDS until `stop` is set, move what is spooled; ride out outages."""
         while not stop.is_set():
             with contextlib.suppress(Exception):  # raised only once `stop` is set
-                async for attempt in retrying(
-                    "firehose spool mover",
-                    retry_on=_keep_moving,
-                    first_delay_seconds=RETRY_FIRST_DELAY_SECONDS,
-                    max_delay_seconds=RETRY_MAX_DELAY_SECONDS,
-                    stop=stop,
-                ):
-                    with attempt:
-                        await self.move_all()
+                await call_retrying(
+                    "firehose spool mover", self.move_all, retry_on=_keep_moving, delays=RETRY_DELAYS, stop=stop
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), SPOOL_SCAN_SECONDS)
 

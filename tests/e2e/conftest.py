@@ -11,15 +11,19 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.db import create_engine, create_sessionmaker
 from shared.settings import Settings
 from tests.conftest import ADMIN_KEY, OUTBOUND_ALLOWED_HOSTS, SECRET_KEY
 from tests.private_redis import PrivateRedis, free_port
+from tests.scratch_database import scratch_database
 
 STARTUP_TIMEOUT_SECONDS = 20.0
 
@@ -106,6 +110,32 @@ def spawn(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., ChildPro
     yield start
     for child in children:
         child.kill()
+
+
+@pytest.fixture
+async def own_database_url(service_urls: tuple[str, str]) -> AsyncIterator[str]:
+    """A database of one test alone, migrated to head. For tests running a real worker whose
+    figures (counters, shutdown time) must not depend on earlier tests: a worker's sweeps cover
+    its whole database (the Firehose spool, every tenant's due outbound messages), so in the run's
+    shared database it would also take up work earlier tests left. A module opts in with
+    `own_database_settings` and `own_database_sessionmaker` as its `settings` / `sessionmaker`."""
+    async with scratch_database(service_urls[0], "lb_own") as url:
+        yield url
+
+
+def own_database_settings(settings: Settings, database_url: str) -> Settings:
+    """This test's settings on its own database."""
+    return settings.model_copy(update={"database_url": database_url})
+
+
+@asynccontextmanager
+async def own_database_sessionmaker(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on the database of `settings` (a test's own), for arranging and asserting."""
+    engine = create_engine(settings, application_name="tests-own-database", pool_size=2)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
 
 
 @dataclass

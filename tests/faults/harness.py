@@ -69,6 +69,9 @@ class Figures:
     firehose_lost: int
     firehose_doubled: int
     firehose_refused: int
+    # Lost requests the worker marked applied (processed_request) without a ledger entry: tells
+    # "never applied" from "applied to no effect" (e.g. the tenant's mapping not loaded).
+    firehose_lost_but_processed: int
     outbound_acked: int
     outbound_lost: int
     outbound_doubled_at_s2s: int
@@ -81,7 +84,8 @@ class Figures:
     def line(self) -> str:
         return (
             f"{self.scenario}: firehose acked={self.firehose_acked} lost={self.firehose_lost} "
-            f"doubled={self.firehose_doubled} refused={self.firehose_refused}; outbound acked={self.outbound_acked} "
+            f"doubled={self.firehose_doubled} refused={self.firehose_refused} "
+            f"lost_but_processed={self.firehose_lost_but_processed}; outbound acked={self.outbound_acked} "
             f"lost={self.outbound_lost} doubled_at_s2s={self.outbound_doubled_at_s2s} "
             f"refused={self.outbound_refused}; settled in {self.settle_seconds:.1f}s (firehose "
             f"{self.firehose_settle_seconds:.1f}s, outbound {self.outbound_settle_seconds:.1f}s); "
@@ -151,7 +155,7 @@ class Rig:
             child.kill()
 
     def outputs(self) -> str:
-        return "\n".join(f"--- {child.log_path.name}\n{child.output()}" for child in self.children)
+        return "\n".join(f"--- {child.log_path}\n{child.output()}" for child in self.children)
 
     # --- load ---------------------------------------------------------------------------------
 
@@ -251,6 +255,7 @@ class Rig:
             per_event = Counter((row["request_id"], row["source_event_id"]) for row in ledger)
             ledger_requests = {row["request_id"] for row in ledger}
             source_request_ids = await self._source_request_ids(connection, outbound_ids)
+            processed = await self._applied_request_ids(connection)
         finally:
             await connection.close()
         accepted = self.fake_s2s.accepted(self.tenant.api_key)
@@ -267,6 +272,7 @@ class Rig:
             firehose_lost=len(firehose_ids - ledger_requests),
             firehose_doubled=sum(count - 1 for count in per_event.values()),
             firehose_refused=self.acked.refused_firehose,
+            firehose_lost_but_processed=len((firehose_ids - ledger_requests) & processed),
             outbound_acked=len(outbound_ids),
             outbound_lost=sum(source_request_ids.get(message_id) not in reached for message_id in outbound_ids),
             outbound_doubled_at_s2s=sum(count - 1 for count in events_seen.values()),

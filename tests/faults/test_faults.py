@@ -31,13 +31,13 @@ async def run_scenario(
         await asyncio.sleep(3.0)  # load after the last fault
         await rig.stop_load()
         figures = await rig.settle_and_verify(scenario, check_order=check_order)
+        assert figures.firehose_acked > 0 and figures.outbound_acked > 0, figures.line()
+        assert figures.firehose_lost == 0, figures.line()
+        assert figures.firehose_doubled == 0, figures.line()
+        assert figures.outbound_lost == 0, figures.line()
     except BaseException:
-        print(rig.outputs())
+        print(rig.outputs())  # the processes' logs (tails; whole files in the test's tmp_path)
         raise
-    assert figures.firehose_acked > 0 and figures.outbound_acked > 0, figures.line()
-    assert figures.firehose_lost == 0, figures.line()
-    assert figures.firehose_doubled == 0, figures.line()
-    assert figures.outbound_lost == 0, figures.line()
     return figures
 
 
@@ -47,7 +47,11 @@ async def test_worker_sigkill(rig: Rig) -> None:
         await asyncio.sleep(1.0)
         rig.start_worker()
 
-    figures = await run_scenario(rig, "worker_sigkill", faults)
+    # Per-customer order is not checked here: a batch the killed worker had claimed but not committed
+    # goes back to the queue once its heartbeat lapses (~4 s), and the new worker meanwhile applies
+    # later requests of the same customers (README, "Priority": order is strict within one worker,
+    # approximate across workers). Rare (the kill must land inside a transaction), not impossible.
+    figures = await run_scenario(rig, "worker_sigkill", faults, check_order=False)
     # The documented window: a delivery S2S accepted whose outcome the killed worker never wrote is
     # sent again (the same batch, same source ids); at most the batches it had in flight.
     assert figures.outbound_doubled_at_s2s <= 100, figures.line()

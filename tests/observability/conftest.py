@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import ChildProcess, spawn  # noqa: F401  (fixture)
+from tests.e2e.conftest import ChildProcess, own_database_url, spawn  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_SECONDS = 20.0

@@ -17,10 +17,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db import create_engine, create_sessionmaker
 from shared.models import LedgerEvent, OutboundMessage
 from shared.settings import Settings
-from tests.e2e.conftest import ChildProcess
+from tests.e2e.conftest import ChildProcess, own_database_sessionmaker, own_database_settings
 from tests.e2e.outbound.helpers import make_s2s_tenant
 from tests.fakes.s2s_server import FakeS2SServer
 from tests.inbound_helpers import FIREHOSE_PATH, account, custom_event, event_request
@@ -32,31 +31,21 @@ from tests.observability.conftest import (
     wait_for_http,
 )
 from tests.private_redis import free_port
-from tests.scratch_database import scratch_database
 
 PURCHASE_MAPPING = {"loyalty_event": "purchase", "event_type": "custom_event", "event_name": "Purchase", "priority": 10}
 
 
 @pytest.fixture
-async def own_database_url(service_urls: tuple[str, str]) -> AsyncIterator[str]:
-    """A database of this test alone, migrated to head (module docstring)."""
-    async with scratch_database(service_urls[0], "lb_metrics") as url:
-        yield url
-
-
-@pytest.fixture
 def settings(settings: Settings, own_database_url: str) -> Settings:
-    return settings.model_copy(
-        update={"database_url": own_database_url, "outbound_retry_base_seconds": 0.1, "outbound_timeout_seconds": 2.0}
+    return own_database_settings(settings, own_database_url).model_copy(
+        update={"outbound_retry_base_seconds": 0.1, "outbound_timeout_seconds": 2.0}
     )
 
 
 @pytest.fixture
 async def sessionmaker(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """Sessions on this test's own database."""
-    engine = create_engine(settings, application_name="tests-metrics", pool_size=2)
-    yield create_sessionmaker(engine)
-    await engine.dispose()
+    async with own_database_sessionmaker(settings) as sessions:
+        yield sessions
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from shared.observability.tracing import record_applied_spans, tracing_enabled
 from shared.queues.firehose import FirehoseQueue, QueuedRequest
 from shared.queues.liveness import Heartbeat
 from shared.tenants.config import TenantConfigCache
-from shared.transient import is_transient_queue_error, retrying
+from shared.transient import RetryDelays, call_retrying, is_transient_queue_error
 from worker.inbound.batch import BatchOutcome, apply_firehose_batch
 
 logger = get_logger(__name__)
@@ -40,10 +40,9 @@ FALLBACK_LEASE_SECONDS = 30
 # An idle consumer blocks on the queue's wake-up list; this bounds the wait (orphan scans).
 IDLE_WAIT_SECONDS = 1
 ORPHAN_SCAN_SECONDS = 1.0
-RETRY_FIRST_DELAY_SECONDS = 0.5
-# Outage waits grow up to these: a store that is back is used again within that long.
-DATABASE_RETRY_MAX_DELAY_SECONDS = 5.0
-QUEUE_RETRY_MAX_DELAY_SECONDS = 2.0
+# Outage waits grow up to these maxima: a store that is back is used again within that long.
+DATABASE_RETRY_DELAYS = RetryDelays(first_delay_seconds=0.5, max_delay_seconds=5.0)
+QUEUE_RETRY_DELAYS = RetryDelays(first_delay_seconds=0.5, max_delay_seconds=2.0)
 
 
 class FirehoseConsumer:
@@ -74,18 +73,19 @@ class FirehoseConsumer:
         try:
             while not stop.is_set():
                 with contextlib.suppress(Exception):  # raised only once `stop` is set
-                    async for attempt in retrying(
+                    await call_retrying(
                         "firehose consumer",
+                        lambda: self._apply_or_idle(stop),
                         retry_on=_keep_consuming,
-                        first_delay_seconds=RETRY_FIRST_DELAY_SECONDS,
-                        max_delay_seconds=QUEUE_RETRY_MAX_DELAY_SECONDS,
+                        delays=QUEUE_RETRY_DELAYS,
                         stop=stop,
-                    ):
-                        with attempt:
-                            if await self.apply_next_batch() == 0:
-                                await self._idle(stop)
+                    )
         finally:
             await self.close()
+
+    async def _apply_or_idle(self, stop: asyncio.Event) -> None:
+        if await self.apply_next_batch() == 0:
+            await self._idle(stop)
 
     async def close(self) -> None:
         """Stop the consumer's own heartbeat (if it has one): its leftover claims are released."""
@@ -147,14 +147,13 @@ class FirehoseConsumer:
     async def _apply_until_done(self, claimed: list[QueuedRequest]) -> BatchOutcome:
         """Apply the batch, waiting out a PostgreSQL outage of any length (the claim is held); when
         the consumer is stopped meanwhile, the batch goes back to the queue."""
-        outcome: BatchOutcome = await retrying(
+        return await call_retrying(
             f"firehose batch of {len(claimed)}",
+            lambda: apply_firehose_batch(self.sessionmaker, self.tenant_configs, claimed),
             retry_on=_database_unavailable,
-            first_delay_seconds=RETRY_FIRST_DELAY_SECONDS,
-            max_delay_seconds=DATABASE_RETRY_MAX_DELAY_SECONDS,
+            delays=DATABASE_RETRY_DELAYS,
             stop=self._stop,
-        )(apply_firehose_batch, self.sessionmaker, self.tenant_configs, claimed)
-        return outcome
+        )
 
     async def _requeue_orphaned_claims(self) -> None:
         now = time.monotonic()

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.queues.firehose import FirehoseQueue
 from shared.settings import Settings, plain_database_url
-from tests.e2e.conftest import eventually
+from tests.e2e.conftest import eventually, own_database_sessionmaker, own_database_settings
 from tests.factories import TenantFixture, make_tenant
 from tests.inbound_helpers import custom_event, event_request, post_firehose, refresh_configs
 
@@ -23,6 +24,19 @@ REQUESTS = 300
 HELD = REQUESTS - 50
 EVENTS_PER_REQUEST = 3
 CUSTOMERS = 12
+
+
+@pytest.fixture
+def settings(settings: Settings, own_database_url: str) -> Settings:
+    """A database of each test alone (tests/e2e/conftest.py): the worker's sweeps would otherwise
+    also take up what earlier tests left in the shared one, and its stop could outlast its bound."""
+    return own_database_settings(settings, own_database_url)
+
+
+@pytest.fixture
+async def sessionmaker(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    async with own_database_sessionmaker(settings) as sessions:
+        yield sessions
 
 
 @dataclass

@@ -10,15 +10,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from proxy.app import create_app
 from shared.db import create_engine, create_sessionmaker
 from shared.models import SpooledRequest
 from shared.settings import Settings
-from tests.e2e.conftest import PrivateRedis, eventually
+from tests.e2e.conftest import PrivateRedis, eventually, own_database_sessionmaker, own_database_settings
 from tests.factories import TenantFixture, make_tenant
 from tests.inbound_helpers import (
     AdminReader,
@@ -29,6 +31,19 @@ from tests.inbound_helpers import (
     refresh_configs,
 )
 from worker.main import run_worker
+
+
+@pytest.fixture
+def settings(settings: Settings, own_database_url: str) -> Settings:
+    """A database of each test alone (tests/e2e/conftest.py): the worker's sweeps would otherwise
+    also take up what earlier tests left in the shared one, and its stop could outlast its bound."""
+    return own_database_settings(settings, own_database_url)
+
+
+@pytest.fixture
+async def sessionmaker(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    async with own_database_sessionmaker(settings) as sessions:
+        yield sessions
 
 
 @asynccontextmanager

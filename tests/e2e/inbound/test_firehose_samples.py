@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import signal
 from collections import defaultdict
+from collections.abc import AsyncIterator
 
 import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.settings import Settings
 from tests.conftest import ADMIN_KEY
-from tests.e2e.conftest import eventually
+from tests.e2e.conftest import eventually, own_database_sessionmaker, own_database_settings
 from tests.factories import make_tenant
 from tests.inbound_helpers import FIREHOSE_PATH, AdminReader, event_request, logged_errors, sample
 
@@ -20,6 +24,19 @@ SAMPLE_REQUESTS = [
     "AudienceMembershipChangeRequest.json",
     "DsrProcessingRequest.json",
 ]
+
+
+@pytest.fixture
+def settings(settings: Settings, own_database_url: str) -> Settings:
+    """A database of each test alone (tests/e2e/conftest.py): the worker's sweeps would otherwise
+    also take up what earlier tests left in the shared one, and its stop could outlast its bound."""
+    return own_database_settings(settings, own_database_url)
+
+
+@pytest.fixture
+async def sessionmaker(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    async with own_database_sessionmaker(settings) as sessions:
+        yield sessions
 
 
 async def test_samples_become_loyalty_records(live_proxy, spawn, sessionmaker) -> None:
