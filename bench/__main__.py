@@ -93,6 +93,9 @@ async def run(profile: Profile, phases: tuple[str, ...]) -> Report:
         "ADMIN_API_KEY": "bench-admin-key",
         "SECRET_KEY": environment.BENCH_SECRET_KEY,
         "OUTBOUND_ALLOWED_HOSTS": f"127.0.0.1:{fake_port}",
+        # The bench measures throughput, not the per-tenant limit (one tenant drives all the load).
+        "OUTBOUND_RATE_LIMIT_PER_SECOND": "1000000",
+        "OUTBOUND_RATE_LIMIT_BURST": "1000000",
         "QUEUE_NAME": f"lb-bench:{uuid.uuid4().hex[:8]}",
         "ENABLE_BENCH_ROUTES": "true",
         "LOG_LEVEL": "WARNING",
