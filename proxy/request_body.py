@@ -6,6 +6,7 @@ from fastapi import Request
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from proxy.exception_handlers import error_body
 from proxy.responses import JSONBytesResponse
 from shared.errors import ErrorCode, PayloadTooLarge
 
@@ -26,7 +27,7 @@ class DeclaredBodyLimit:
             for name, value in scope["headers"]:
                 if name == b"content-length" and value.isdigit() and int(value) > ADMIN_MAX_BODY_BYTES:
                     message = f"the body is larger than {ADMIN_MAX_BODY_BYTES} bytes"
-                    body = {"error": {"code": ErrorCode.PAYLOAD_TOO_LARGE, "message": message}}
+                    body = error_body(ErrorCode.PAYLOAD_TOO_LARGE, message)
                     await JSONBytesResponse(body, status_code=413)(scope, receive, send)
                     return
         await self.app(scope, receive, send)

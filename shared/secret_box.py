@@ -35,11 +35,8 @@ class SecretKeyError(ValueError):
     """SECRET_KEY is missing or malformed (a start-up error)."""
 
 
-class SecretUnreadable(BridgeError):
-    """A stored secret was encrypted with a key that SECRET_KEY no longer lists."""
-
-    http_status = 500
-    code = ErrorCode.SECRET_UNREADABLE
+class SecretUnreadable(BridgeError, code=ErrorCode.SECRET_UNREADABLE):
+    """A stored secret was encrypted with a key that SECRET_KEY no longer lists (500)."""
 
 
 def parse_secret_keys(value: str | None) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from proxy.firehose.service import ENQUEUE_TIMEOUT_SECONDS, FirehoseCall, handle_firehose_call, now_ms
-from proxy.openapi import error_responses
+from proxy.openapi import FIREHOSE_PATH, error_responses
 from proxy.request_body import read_limited_body
 from proxy.state import ProxyState
 from shared.errors import BridgeError, PayloadTooLarge
@@ -23,8 +23,6 @@ from shared.inbound.responses import (
 )
 from shared.observability.metrics import record_firehose_rejected
 from shared.queues.firehose import FirehoseQueue, GroupedEnqueuer
-
-FIREHOSE_PATH = "/mparticle/firehose"
 
 AnyFirehoseResponse = (
     ModuleRegistrationResponse

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared.errors import BridgeError, DatabaseUnavailable, Unprocessable
 from shared.logging import get_logger
 from shared.outbound.accepted_messages import AcceptedMessage, AcceptedMessageStore
+from shared.tasks import cancel_and_wait
 from shared.transient import is_transient_database_error, retrying
 
 logger = get_logger(__name__)
@@ -70,16 +71,12 @@ class _Waiting:
     stored: asyncio.Future[bool]
 
 
-def _database_unavailable(message: str) -> DatabaseUnavailable:
-    return DatabaseUnavailable(message)
-
-
 def _refusal_of(error: Exception) -> BridgeError:
     """What a request whose message failed on its own is told."""
     if isinstance(error, asyncpg.DataError):
         # e.g. a NUL character, which PostgreSQL's jsonb cannot hold
         return Unprocessable("the message holds a value that cannot be stored (such as a NUL character)")
-    return _database_unavailable("the message could not be stored; retry later")
+    return DatabaseUnavailable("the message could not be stored; retry later")
 
 
 class PlannerStatisticsGuard:
@@ -101,10 +98,7 @@ class PlannerStatisticsGuard:
             self._task = asyncio.create_task(self.check(), name="outbox-statistics")
 
     async def stop(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)  # check() logs its failures: it never raises
         self._task = None
 
     async def check(self) -> None:
@@ -153,12 +147,12 @@ class OutboxWriter:
         """Store `message`: True once it is committed; False when the store refused it because its
         engine key, tenant or connection changed. ServiceUnavailable when it cannot be stored now."""
         if self._closing or self._task is None or self._task.done():
-            raise _database_unavailable("the proxy is not accepting outbound calls (shutting down)")
+            raise DatabaseUnavailable("the proxy is not accepting outbound calls (shutting down)")
         if (
             len(self._waiting) >= self._max_waiting_messages
             or self._waiting_bytes + message.size_bytes > self._max_waiting_bytes
         ):
-            raise _database_unavailable("too many outbound calls are waiting to be stored; retry shortly")
+            raise DatabaseUnavailable("too many outbound calls are waiting to be stored; retry shortly")
         stored: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(message, stored))
         self._waiting_bytes += message.size_bytes
@@ -177,9 +171,7 @@ class OutboxWriter:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), STOP_DRAIN_SECONDS)
             except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+                await cancel_and_wait(self._task)
             self._task = None
         await self._statistics.stop()
 
@@ -205,7 +197,7 @@ class OutboxWriter:
             leftovers = [*batch, *self._waiting]
             self._waiting.clear()
             self._waiting_bytes = 0
-            _fail(leftovers, lambda: _database_unavailable("the proxy stopped before the message was stored"))
+            _fail(leftovers, lambda: DatabaseUnavailable("the proxy stopped before the message was stored"))
             await self._release()
 
     def _take_batch(self) -> list[_Waiting]:
@@ -229,7 +221,7 @@ class OutboxWriter:
         except Exception as error:
             if is_transient_database_error(error):  # the connection, not the statement: row by row cannot help
                 logger.warning("outbox_batch_not_stored", messages=len(batch), error=_name(error))
-                _fail(batch, lambda: _database_unavailable("the database is unavailable; retry later"))
+                _fail(batch, lambda: DatabaseUnavailable("the database is unavailable; retry later"))
             elif len(batch) == 1:
                 logger.warning("outbound_message_not_stored", error=_name(error))
                 _fail(batch, functools.partial(_refusal_of, error))
@@ -249,15 +241,7 @@ class OutboxWriter:
     async def _insert(self, messages: Sequence[AcceptedMessage]) -> set[uuid.UUID]:
         # One autocommit statement: the INSERT is its own transaction, committed (and flushed to
         # the WAL) when PostgreSQL answers. One round trip, one await on a busy event loop.
-        async for attempt in retrying(
-            "outbox connection",
-            retry_on=is_transient_database_error,
-            first_delay_seconds=0.05,
-            max_delay_seconds=0.2,
-            give_up_after_seconds=CHECKOUT_RETRY_SECONDS,
-        ):
-            with attempt:
-                connection = await self._checkout()
+        connection = await self._checkout()
         try:
             async with asyncio.timeout(STATEMENT_TIMEOUT_SECONDS):
                 stored = await AcceptedMessageStore(connection).add(messages, datetime.now(UTC))
@@ -271,18 +255,32 @@ class OutboxWriter:
         return stored
 
     async def _checkout(self) -> AsyncConnection:
+        """The writer's connection: the one it holds, else a new one (connecting is retried for
+        up to CHECKOUT_RETRY_SECONDS; holding one costs nothing per batch)."""
         if self._connection is not None and time.monotonic() - self._connection_used_at > IDLE_CONNECTION_SECONDS:
             await self._release()
         if self._connection is None:
-            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
-                connection = await self._engine.connect()
-            try:
-                await connection.execution_options(isolation_level="AUTOCOMMIT")
-            except BaseException:
-                await connection.close()
-                raise
-            self._connection = connection
+            async for attempt in retrying(
+                "outbox connection",
+                retry_on=is_transient_database_error,
+                first_delay_seconds=0.05,
+                max_delay_seconds=0.2,
+                give_up_after_seconds=CHECKOUT_RETRY_SECONDS,
+            ):
+                with attempt:
+                    self._connection = await self._connect()
+        assert self._connection is not None  # the loop either connected or raised
         return self._connection
+
+    async def _connect(self) -> AsyncConnection:
+        async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+            connection = await self._engine.connect()
+        try:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+        except BaseException:
+            await connection.close()
+            raise
+        return connection
 
     async def _release(self, *, invalidate: bool = False) -> None:
         connection, self._connection = self._connection, None

@@ -9,7 +9,6 @@ the batch holding the message); the administration functions flush at most and t
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import orjson
@@ -147,12 +146,10 @@ def parse_message_id(message_id: str) -> uuid.UUID:
         raise NotFound(f"outbound message {message_id!r} not found") from exc
 
 
-def message_filter(query: OutboundMessageQuery, *, statuses: Sequence[str] | None = None) -> MessageFilter:
-    """The repository filter of the list's query parameters (`statuses` overrides `status`)."""
-    if statuses is None and query.status is not None:
-        statuses = [query.status]
+def message_filter(query: OutboundMessageQuery) -> MessageFilter:
+    """The repository filter of the list's query parameters."""
     return MessageFilter(
-        statuses=statuses,
+        statuses=None if query.status is None else [query.status],
         kind=query.kind,
         customer_id=query.customer_id,
         created_from=query.created_from,

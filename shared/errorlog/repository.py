@@ -339,10 +339,6 @@ class IncomingErrorRepository:
         conditions = [IncomingError.tenant_id == tenant_id, *replayable_conditions(), *_filter_conditions(filters)]
         return int(await self.session.scalar(select(func.count()).select_from(IncomingError).where(*conditions)) or 0)
 
-    async def tenant_exists(self, tenant_id: str) -> bool:
-        """Whether the tenant exists (an unknown tenant's log is a 404, not an empty list)."""
-        found = await self.session.execute(select(Tenant.id).where(Tenant.id == tenant_id))
-        return found.first() is not None
 
     async def tenants_with_entries_logged_before(self, cutoff: datetime) -> list[str]:
         """Ids of the tenants holding entries logged before `cutoff`."""

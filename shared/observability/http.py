@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics import Histogram
@@ -11,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.observability.metrics import HTTP_REQUEST_DURATION, PROXY_REGISTRY
+from shared.observability.metrics import HTTP_REQUEST_DURATION, PROXY_REGISTRY, LabelledChildren
 
 # The `route` label of a request no route matched (404s of arbitrary paths share one series).
 UNMATCHED_ROUTE = "unmatched"
@@ -29,9 +28,7 @@ class RequestDurationMiddleware:
 
     def __init__(self, app: ASGIApp, histogram: Histogram = HTTP_REQUEST_DURATION) -> None:
         self.app = app
-        self.histogram = histogram
-        # Labelled children by (route, method, status): skips labels()'s lock and validation.
-        self._children: dict[tuple[str, str, int], Any] = {}
+        self._durations = LabelledChildren(histogram)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,12 +46,8 @@ class RequestDurationMiddleware:
         try:
             await self.app(scope, receive, send_observed)
         finally:
-            key = (route_template(scope), scope["method"], status_code)
-            child = self._children.get(key)
-            if child is None:
-                child = self.histogram.labels(route=key[0], method=key[1], status=str(key[2]))
-                self._children[key] = child
-            child.observe(time.perf_counter() - started)
+            duration = self._durations(route_template(scope), scope["method"], str(status_code))
+            duration.observe(time.perf_counter() - started)
 
 
 def route_template(scope: Scope) -> str:

@@ -173,19 +173,40 @@ def record_inbound_batch(*, requests: int, ledger_events: int, echo_events_dropp
         INBOUND_PROCESSING_FAILURES.inc()
 
 
+class LabelledChildren:
+    """The labelled children of one metric, kept by label values: `labels()` takes a lock and
+    validates its arguments on every call, too much for a per-request path. The label values
+    must be a bounded set (route templates, message types, error codes)."""
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        """The child for these label values, in the metric's label order."""
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
+
+
+_FIREHOSE_REQUESTS_BY_LABELS = LabelledChildren(FIREHOSE_REQUESTS)
+_FIREHOSE_REJECTIONS_BY_LABELS = LabelledChildren(FIREHOSE_REJECTIONS)
+
+
 def record_firehose_accepted(message_type: str) -> None:
-    FIREHOSE_REQUESTS.labels(type=message_type, outcome="accepted").inc()
+    _FIREHOSE_REQUESTS_BY_LABELS(message_type, "accepted").inc()
 
 
 def record_firehose_spooled(message_type: str) -> None:
-    FIREHOSE_REQUESTS.labels(type=message_type, outcome="spooled").inc()
+    _FIREHOSE_REQUESTS_BY_LABELS(message_type, "spooled").inc()
 
 
 def record_firehose_rejected(message_type: str | None, error_code: str) -> None:
     """Count a refused Firehose call; `message_type` must be a known type or None."""
     type_label = message_type or UNKNOWN_MESSAGE_TYPE
-    FIREHOSE_REQUESTS.labels(type=type_label, outcome="rejected").inc()
-    FIREHOSE_REJECTIONS.labels(type=type_label, error_code=error_code).inc()
+    _FIREHOSE_REQUESTS_BY_LABELS(type_label, "rejected").inc()
+    _FIREHOSE_REJECTIONS_BY_LABELS(type_label, str(error_code)).inc()
 
 
 # --- counting on commit -------------------------------------------------------------------------

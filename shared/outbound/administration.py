@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, func, select, update
+from sqlalchemy import ColumnElement, Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.errors import Conflict, NotFound
 from shared.models import OutboundAttempt, OutboundMessage, Tenant
+from shared.tenants.rows import require_tenant
 from shared.vocabulary import WAITING_STATUSES, AttemptTrigger, OutboundStatus
 
 # A message can be cancelled until it is delivered (a failed one too: the operator drops it).
@@ -79,13 +80,9 @@ class OutboundMessageAdmin:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def tenant_exists(self, tenant_id: str) -> bool:
-        return bool(await self._session.scalar(select(exists().where(Tenant.id == tenant_id))))
-
     async def require_tenant(self, tenant_id: str) -> None:
         """NotFound unless the tenant exists."""
-        if not await self.tenant_exists(tenant_id):
-            raise NotFound(f"tenant {tenant_id!r} not found")
+        await require_tenant(self._session, tenant_id)
 
     # --- reading ----------------------------------------------------------------------------------------
 

@@ -159,19 +159,25 @@ def job_value(
     return f"{score!r}\n{tenant_id}\n{received}\n{body}"
 
 
+def _split_job_value(value: str) -> tuple[float, str, int, str, ReplayOf | None, str | None]:
+    """(score, tenant_id, received_at_ms, body, replay_of, traceparent) of a stored job value, in
+    one pass (the body is copied once)."""
+    score, tenant_id, received, body = value.split("\n", 3)
+    parts = received.split(" ")
+    traceparent = parts.pop().removeprefix(TRACEPARENT_PREFIX) if parts[-1].startswith(TRACEPARENT_PREFIX) else None
+    received_at_ms, *replay = parts
+    replay_of = ReplayOf(int(replay[0]), int(replay[1])) if len(replay) == 2 else None
+    return float(score), tenant_id, int(received_at_ms), body, replay_of, traceparent
+
+
 def parse_job_value(value: str) -> tuple[float, str, int, str, ReplayOf | None]:
     """(score, tenant_id, received_at_ms, body, replay_of) of a stored job value."""
-    score, tenant_id, received, body = value.split("\n", 3)
-    received_at_ms, *replay = (part for part in received.split(" ") if not part.startswith(TRACEPARENT_PREFIX))
-    replay_of = ReplayOf(int(replay[0]), int(replay[1])) if len(replay) == 2 else None
-    return float(score), tenant_id, int(received_at_ms), body, replay_of
+    return _split_job_value(value)[:5]
 
 
 def job_traceparent(value: str) -> str | None:
     """The W3C traceparent stored with a job value (tracing on in the proxy), else None."""
-    _, _, received, _ = value.split("\n", 3)
-    last = received.rsplit(" ", 1)[-1]
-    return last.removeprefix(TRACEPARENT_PREFIX) if last.startswith(TRACEPARENT_PREFIX) else None
+    return _split_job_value(value)[5]
 
 
 @dataclass(frozen=True)
@@ -251,12 +257,10 @@ class FirehoseQueue:
         for index in range(0, len(flat), 2):
             member = _text(flat[index])
             value = _text(flat[index + 1])
-            _, tenant_id, received_at_ms, body, replay_of = parse_job_value(value)
+            _, tenant_id, received_at_ms, body, replay_of, traceparent = _split_job_value(value)
             request_id = member.removeprefix(self.member(tenant_id, ""))
             claimed.append(
-                QueuedRequest(
-                    tenant_id, request_id, body, received_at_ms, None, replay_of, member, job_traceparent(value)
-                )
+                QueuedRequest(tenant_id, request_id, body, received_at_ms, None, replay_of, member, traceparent)
             )
         return claimed
 

@@ -16,6 +16,12 @@ def tenant_not_found(tenant_id: str) -> NotFound:
     return NotFound(f"tenant {tenant_id!r} not found")
 
 
+async def require_tenant(session: AsyncSession, tenant_id: str) -> None:
+    """NotFound unless the tenant exists (an unknown tenant's resources are a 404, not an empty list)."""
+    if await session.scalar(select(Tenant.id).where(Tenant.id == tenant_id)) is None:
+        raise tenant_not_found(tenant_id)
+
+
 def tenant_not_connected(tenant_id: str) -> Conflict:
     return Conflict(
         f"tenant {tenant_id!r} is not connected: save its outbound settings first", code=ErrorCode.NOT_CONNECTED
@@ -32,8 +38,7 @@ class TenantRows:
         self._settings = settings
 
     async def _require_tenant(self, tenant_id: str) -> None:
-        if await self._session.scalar(select(Tenant.id).where(Tenant.id == tenant_id)) is None:
-            raise tenant_not_found(tenant_id)
+        await require_tenant(self._session, tenant_id)
 
     async def _lock_tenant(self, tenant_id: str) -> str | None:
         """Lock the tenant row for this transaction; returns its inbound token's hash. NotFound if unknown."""
@@ -69,12 +74,7 @@ class TenantRows:
         return self._require_settings().secret_box()
 
     async def _store_inbound_token(self, tenant_id: str, token: str) -> None:
-        box = self._secrets()
-        await self._session.execute(
-            update(Tenant)
-            .where(Tenant.id == tenant_id)
-            .values(inbound_token_encrypted=box.encrypt(token), inbound_token_hash=box.token_hash(token))
-        )
+        await store_inbound_token(self._session, self._secrets(), tenant_id, token)
 
     async def _read_inbound_token(self, tenant_id: str) -> str | None:
         encrypted = await self._session.scalar(select(Tenant.inbound_token_encrypted).where(Tenant.id == tenant_id))
@@ -82,3 +82,13 @@ class TenantRows:
 
     def _decrypt_token(self, encrypted: str | None) -> str | None:
         return self._secrets().decrypt(encrypted) if encrypted else None
+
+
+async def store_inbound_token(session: AsyncSession, box: SecretBox, tenant_id: str, token: str) -> None:
+    """Store a tenant's inbound token: encrypted (shown to operators) and as its keyed hash (what
+    Firehose authentication compares)."""
+    await session.execute(
+        update(Tenant)
+        .where(Tenant.id == tenant_id)
+        .values(inbound_token_encrypted=box.encrypt(token), inbound_token_hash=box.token_hash(token))
+    )

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.models import OutboundSettings, Tenant
 from shared.secret_box import SecretBox, SecretUnreadable
 from shared.tenants.config import bump_config_revision
+from shared.tenants.rows import store_inbound_token
 
 
 @dataclass
@@ -59,11 +60,7 @@ async def _rotate_tenant(session: AsyncSession, box: SecretBox, tenant_id: str, 
     if encrypted:
         token = box.decrypt(encrypted)
         if not box.is_current(encrypted) or token_hash != box.token_hash(token):
-            await session.execute(
-                update(Tenant)
-                .where(Tenant.id == tenant_id)
-                .values(inbound_token_encrypted=box.encrypt(token), inbound_token_hash=box.token_hash(token))
-            )
+            await store_inbound_token(session, box, tenant_id, token)
             report.tokens_rotated += 1
             changed = True
     secret = await session.scalar(

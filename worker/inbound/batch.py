@@ -25,7 +25,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import session_scope
-from shared.errorlog.writer import add_to_daily_summary, record_incoming_error, record_replay_outcome
+from shared.errorlog.writer import add_to_daily_summary, record_replay_outcome
 from shared.errors import DatabaseUnavailable, ErrorCode, ErrorSource
 from shared.inbound.processed_requests import ClaimKey, claim_requests, replay_key
 from shared.inbound.schemas import (
@@ -188,7 +188,7 @@ async def _apply_together(
             continue
         context = item.context
         if item.nul_replaced and context.replay_of is None:
-            await _log_nul_replaced(context)
+            await context.log_error(ErrorSource.ENGINE_REQUEST, ErrorCode.NUL_REPLACED, NUL_REPLACED_MESSAGE)
         if context.tenant.connected and context.message_type is MessageType.EVENT_PROCESSING:
             events.add(context)
             continue
@@ -235,16 +235,3 @@ async def _apply_other(context: RequestInApplication) -> str:
     if isinstance(request, DsrProcessingRequest):
         return await apply_data_subject_request(context, request)
     return f"{context.message_type} needs no processing"
-
-
-async def _log_nul_replaced(context: RequestInApplication) -> None:
-    await record_incoming_error(
-        context.session,
-        tenant_id=context.tenant.id,
-        source=ErrorSource.ENGINE_REQUEST,
-        error_code=ErrorCode.NUL_REPLACED,
-        message=NUL_REPLACED_MESSAGE,
-        created_at=context.received_at,
-        request_id=context.request_id,
-        payload=context.payload,
-    )

@@ -14,9 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from proxy.dependencies import SessionDep
 from proxy.pagination import DEFAULT_PAGE_LIMIT, CursorQuery, LimitQuery, Page, cursor_position, page_of
-from shared.errorlog.repository import IncomingErrorRepository
-from shared.errors import NotFound
 from shared.inbound.erasure import data_subject_requests_page
+from shared.tenants.rows import require_tenant
 from shared.vocabulary import DataSubjectOutcome
 
 router = APIRouter(prefix="/tenants/{tenant_id}/erasures", tags=["data subject requests"])
@@ -41,8 +40,7 @@ class DataSubjectRequestRead(BaseModel):
 async def list_erasures(
     tenant_id: str, session: SessionDep, limit: LimitQuery = DEFAULT_PAGE_LIMIT, cursor: CursorQuery = None
 ) -> Page[DataSubjectRequestRead]:
-    if not await IncomingErrorRepository(session).tenant_exists(tenant_id):
-        raise NotFound(f"tenant {tenant_id!r} not found")
+    await require_tenant(session, tenant_id)
     after_id = cursor_position(cursor, int)
     rows = await data_subject_requests_page(session, tenant_id, limit=limit + 1, after_id=after_id)
     return page_of(rows, limit, DataSubjectRequestRead.model_validate, lambda row: row.id)

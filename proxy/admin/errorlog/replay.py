@@ -23,9 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from proxy.admin.errorlog.schemas import ReplayCount, ReplayQuery
 from proxy.admin.errorlog.service import filters_from_query, find_entry
 from shared.errorlog.repository import NOT_REPLAYABLE_SOURCES, IncomingErrorRepository, ReplayableEntry
-from shared.errors import Conflict, ErrorCode, NotFound, QueueUnavailable
+from shared.errors import Conflict, ErrorCode, QueueUnavailable
 from shared.queues.firehose import FirehoseQueue, QueuedRequest, ReplayOf
 from shared.queues.jobs import UNMAPPED_PRIORITY
+from shared.tenants.rows import require_tenant
 from shared.transient import is_transient_queue_error
 
 # Entries read and queued per round trip when replaying by filter.
@@ -67,8 +68,7 @@ async def replay_matching(
 ) -> ReplayCount:
     """Queue every replayable entry matching the list's filters (only count them on a dry run)."""
     repository = IncomingErrorRepository(session)
-    if not await repository.tenant_exists(tenant_id):
-        raise NotFound(f"tenant {tenant_id!r} not found")
+    await require_tenant(session, tenant_id)
     filters = filters_from_query(query)
     if query.dry_run:
         return ReplayCount(count=await repository.count_replayable(tenant_id, filters))

@@ -32,6 +32,7 @@ from shared.errorlog.repository import (
 )
 from shared.errors import NotFound, Unprocessable
 from shared.models import IncomingError
+from shared.tenants.rows import require_tenant
 
 # Entry ids are PostgreSQL bigints; anything else in the path cannot name an entry.
 _ENTRY_ID = re.compile(r"^[0-9]{1,19}$")
@@ -54,8 +55,7 @@ async def list_incoming_errors(
 ) -> Page[IncomingErrorRead]:
     """One page of the tenant's log; `next_cursor` is null on the last page."""
     repository = IncomingErrorRepository(session)
-    if not await repository.tenant_exists(tenant_id):
-        raise NotFound(f"tenant {tenant_id!r} not found")
+    await require_tenant(session, tenant_id)
     order = ListOrder(field=SortField(query.sort.field_name), descending=query.sort.descending)
     after = position_from_cursor(cursor, query.sort)
     rows = await repository.list_page(
