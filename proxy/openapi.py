@@ -56,9 +56,7 @@ def error_responses(*statuses: int, descriptions: dict[int, str] | None = None) 
     """OpenAPI `responses` for these error statuses (401 always included), with the error envelope
     as their schema; `descriptions` overrides the standard wording of some of them."""
     wording = {**ERROR_DESCRIPTIONS, **(descriptions or {})}
-    return {
-        status: {"model": ErrorResponse, "description": wording[status]} for status in sorted({401, *statuses})
-    }
+    return {status: {"model": ErrorResponse, "description": wording[status]} for status in sorted({401, *statuses})}
 
 
 def api_error_responses(*extra_statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -32,9 +32,7 @@ class _Bucket:
 class TenantRateLimiter:
     """Token buckets keyed by tenant id (monotonic clock injectable for tests)."""
 
-    def __init__(
-        self, rate_per_second: float, burst: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, rate_per_second: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._rate_per_second = rate_per_second
         self._burst = float(burst)
         self._clock = clock

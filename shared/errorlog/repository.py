@@ -17,8 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any, TypedDict, Unpack, cast
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import ColumnElement, CursorResult, Delete, Select, any_, delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -81,9 +82,18 @@ class KeysetPosition:
     id: int
 
 
-@dataclass(frozen=True)
-class IncomingErrorSummary:
-    """One list row (no payload) with the sort key value that positions it."""
+class PageRequest(TypedDict):
+    """Which page of a tenant's list: the entries matching `filters`, in `order`, beyond `after`
+    (from the start when None), at most `limit` of them."""
+
+    filters: IncomingErrorFilters
+    order: ListOrder
+    after: KeysetPosition | None
+    limit: int
+
+
+class IncomingErrorEntry(BaseModel):
+    """An entry of the log as a list shows it (no payload): the admin API's schema builds on it."""
 
     id: int
     request_id: str | None
@@ -92,8 +102,17 @@ class IncomingErrorSummary:
     source: str
     created_at: datetime
     logged_at: datetime
-    replayed_at: datetime | None
-    replay_outcome: str | None
+    replayed_at: datetime | None = Field(default=None, description="when a replay of this entry was last applied")
+    replay_outcome: str | None = Field(
+        default=None, description="what that replay did: `applied: N ledger event(s) recorded` or `failed: CODE…`"
+    )
+
+
+class IncomingErrorSummary(IncomingErrorEntry):
+    """One list row with the sort key value that positions it."""
+
+    model_config = ConfigDict(frozen=True)
+
     sort_value: str | int | datetime
 
     @property
@@ -196,32 +215,15 @@ def _estimate_prone_filters(
     return candidates
 
 
-def page_statement(
-    tenant_id: str,
-    *,
-    filters: IncomingErrorFilters,
-    order: ListOrder,
-    after: KeysetPosition | None,
-    limit: int,
-    sort_after_filtering: bool = False,
-) -> Select[Any]:
+def page_statement(tenant_id: str, *, sort_after_filtering: bool = False, **page: Unpack[PageRequest]) -> Select[Any]:
     """The SELECT of one list page. With `sort_after_filtering` the matching rows are selected in a
     subquery PostgreSQL may not merge (OFFSET 0), so the filters pick the index and a sort follows."""
-    conditions = [IncomingError.tenant_id == tenant_id, *_filter_conditions(filters)]
+    order, after = page["order"], page["after"]
+    conditions = [IncomingError.tenant_id == tenant_id, *_filter_conditions(page["filters"])]
     if after is not None:
         conditions.append(_after(order, position=after))
-    rows = select(
-        IncomingError.id,
-        IncomingError.request_id,
-        IncomingError.error_code,
-        IncomingError.message,
-        IncomingError.source,
-        IncomingError.created_at,
-        IncomingError.logged_at,
-        IncomingError.replayed_at,
-        IncomingError.replay_outcome,
-        sort_key(order.field).label("sort_value"),
-    ).where(*conditions)
+    entry_columns = (getattr(IncomingError, name) for name in IncomingErrorEntry.model_fields)
+    rows = select(*entry_columns, sort_key(order.field).label("sort_value")).where(*conditions)
     key: ColumnElement[Any]
     entry_id: ColumnElement[Any]
     if sort_after_filtering:
@@ -236,7 +238,7 @@ def page_statement(
         ordering = [key.desc(), entry_id.desc()]
     else:
         ordering = [key.asc(), entry_id.asc()]
-    return rows.order_by(*ordering).limit(limit)
+    return rows.order_by(*ordering).limit(page["limit"])
 
 
 def expired_tenants_statement(cutoff: datetime) -> Select[Any]:
@@ -272,34 +274,16 @@ class IncomingErrorRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def list_page(
-        self,
-        tenant_id: str,
-        *,
-        filters: IncomingErrorFilters,
-        order: ListOrder,
-        after: KeysetPosition | None,
-        limit: int,
-    ) -> list[IncomingErrorSummary]:
-        """Up to `limit` entries of the tenant matching `filters`, in `order`, beyond `after`."""
-        statement = await self.page_query(tenant_id, filters=filters, order=order, after=after, limit=limit)
+    async def list_page(self, tenant_id: str, **page: Unpack[PageRequest]) -> list[IncomingErrorSummary]:
+        """The entries of one page of the tenant's list (see PageRequest)."""
+        statement = await self.page_query(tenant_id, **page)
         rows = (await self.session.execute(statement)).mappings().all()
         return [IncomingErrorSummary(**row) for row in rows]
 
-    async def page_query(
-        self,
-        tenant_id: str,
-        *,
-        filters: IncomingErrorFilters,
-        order: ListOrder,
-        after: KeysetPosition | None,
-        limit: int,
-    ) -> Select[Any]:
+    async def page_query(self, tenant_id: str, **page: Unpack[PageRequest]) -> Select[Any]:
         """The statement list_page runs: sorted after filtering when a misjudged filter is narrow."""
-        narrow = await self._has_narrow_filter(tenant_id, filters, order)
-        return page_statement(
-            tenant_id, filters=filters, order=order, after=after, limit=limit, sort_after_filtering=narrow
-        )
+        narrow = await self._has_narrow_filter(tenant_id, page["filters"], page["order"])
+        return page_statement(tenant_id, sort_after_filtering=narrow, **page)
 
     async def _has_narrow_filter(self, tenant_id: str, filters: IncomingErrorFilters, order: ListOrder) -> bool:
         for conditions, cap in _estimate_prone_filters(filters, order):
@@ -338,7 +322,6 @@ class IncomingErrorRepository:
         """How many entries matching `filters` can be replayed."""
         conditions = [IncomingError.tenant_id == tenant_id, *replayable_conditions(), *_filter_conditions(filters)]
         return int(await self.session.scalar(select(func.count()).select_from(IncomingError).where(*conditions)) or 0)
-
 
     async def tenants_with_entries_logged_before(self, cutoff: datetime) -> list[str]:
         """Ids of the tenants holding entries logged before `cutoff`."""

@@ -13,12 +13,13 @@ from datetime import datetime
 from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
 import orjson
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import ARRAY, Boolean, DateTime, Table, Text, bindparam, exists, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import TypeEngine
 
-from shared.mapping.inbound import NewCustomer, ProfileChange
+from shared.mapping.inbound import KnownCustomer, NewCustomer, ProfileChange
 from shared.models import Customer, LedgerEvent, Tenant
 from shared.vocabulary import CustomerStatus
 
@@ -29,16 +30,19 @@ _ledger = cast(Table, LedgerEvent.__table__)
 
 
 @dataclass(frozen=True)
-class CustomerRecord:
-    id: str
-    status: str
+class CustomerRecord(KnownCustomer):
+    """A stored customer: its id and status (all the mapping decides on), attributes and timestamps."""
+
     attributes: dict[str, Any]
     created_at: datetime
     updated_at: datetime
 
 
-@dataclass(frozen=True)
-class LedgerRecord:
+class LedgerRecord(BaseModel):
+    """A stored ledger entry as the admin API lists it (its schema builds on this one)."""
+
+    model_config = ConfigDict(frozen=True)
+
     id: int
     action: str
     data: dict[str, Any]
@@ -51,7 +55,7 @@ class LedgerRecord:
 
 # The columns a record is read from, in its field order.
 _CUSTOMER_COLUMNS = tuple(_customer.c[field.name] for field in fields(CustomerRecord))
-_LEDGER_COLUMNS = tuple(_ledger.c[field.name] for field in fields(LedgerRecord))
+_LEDGER_COLUMNS = tuple(_ledger.c[name] for name in LedgerRecord.model_fields)
 
 
 def _customer_record(row: Any) -> CustomerRecord:
@@ -258,7 +262,7 @@ class CustomerRepository:
         if after_id is not None:
             query = query.where(_ledger.c.id > after_id)
         rows = await self.session.execute(query.order_by(_ledger.c.id).limit(limit))
-        return [LedgerRecord(*row) for row in rows]
+        return [LedgerRecord(**row) for row in rows.mappings()]
 
 
 class CustomerBatchRepository:

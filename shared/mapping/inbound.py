@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from shared.mapping.echo import is_echo
 from shared.mapping.templates import render_attributes
@@ -35,19 +35,15 @@ MAX_DATA_AGE_HOURS_LIMIT = 87_600  # ten years
 CUSTOMER_ID_NAMESPACE = uuid.UUID("6f1c1f8e-52a4-4c8f-9a53-0c6b2f7a9d11")
 
 
-class MappingRule(Protocol):
-    """What the rules need of an inbound mapping (shared.tenants.config.InboundMappingConfig)."""
+@dataclass(frozen=True)
+class MappingRule:
+    """One inbound mapping of a tenant (Firehose event -> loyalty event), as its configuration has it."""
 
-    @property
-    def loyalty_event(self) -> str: ...
-    @property
-    def event_type(self) -> str: ...
-    @property
-    def event_name(self) -> str | None: ...
-    @property
-    def priority(self) -> int: ...
-    @property
-    def attributes(self) -> Mapping[str, Any]: ...
+    loyalty_event: str
+    event_type: str
+    event_name: str | None
+    priority: int
+    attributes: dict[str, Any]
 
 
 def event_name_of(event: Mapping[str, Any]) -> str | None:

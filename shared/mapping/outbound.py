@@ -62,22 +62,22 @@ class IdentityRules(Protocol):
     def customer_identifier_field(self) -> str: ...
 
 
-class SyncFieldRule(Protocol):
-    @property
-    def loyalty_field(self) -> str: ...
-    @property
-    def remote_field(self) -> str: ...
+@dataclass(frozen=True)
+class SyncFieldRule:
+    """One sync field of a tenant: a loyalty customer field sent as an mParticle user attribute."""
+
+    loyalty_field: str
+    remote_field: str
 
 
-class ExternalEventRule(Protocol):
-    @property
-    def loyalty_event(self) -> str: ...
-    @property
-    def event_name(self) -> str: ...
-    @property
-    def custom_event_type(self) -> str: ...
-    @property
-    def attributes(self) -> Mapping[str, Any]: ...
+@dataclass(frozen=True)
+class ExternalEventRule:
+    """One external event of a tenant: a loyalty event sent as an mParticle custom event."""
+
+    loyalty_event: str
+    event_name: str
+    custom_event_type: str
+    attributes: dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    CheckConstraint,
     DateTime,
     ForeignKey,
     ForeignKeyConstraint,
@@ -20,14 +19,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base
-from shared.models._columns import created_at_column, updated_at_column
-from shared.vocabulary import CustomerStatus, sql_in
+from shared.models._columns import created_at_column, updated_at_column, vocabulary_column
+from shared.vocabulary import CustomerStatus
 
 
 class Customer(Base):
     __tablename__ = "customer"
     __table_args__ = (
-        CheckConstraint(sql_in("status", CustomerStatus), name="status"),
         # Serves `attributes @> '{"field": "value"}'`, the lookup by the configured identifier field.
         Index(
             "ix_customer_attributes",
@@ -39,7 +37,7 @@ class Customer(Base):
 
     tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenant.id", ondelete="CASCADE"), primary_key=True)
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[str] = vocabulary_column("status", CustomerStatus, 16)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()

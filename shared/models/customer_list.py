@@ -6,7 +6,6 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
-    CheckConstraint,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -16,23 +15,20 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base
-from shared.models._columns import created_at_column, updated_at_column
-from shared.vocabulary import ListStatus, sql_in
+from shared.models._columns import created_at_column, updated_at_column, vocabulary_column
+from shared.vocabulary import ListStatus
 
 
 class CustomerList(Base):
     __tablename__ = "customer_list"
-    __table_args__ = (
-        CheckConstraint(sql_in("status", ListStatus), name="status"),
-        UniqueConstraint("tenant_id", "audience_id"),
-    )
+    __table_args__ = (UniqueConstraint("tenant_id", "audience_id"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(
         String(64), ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False, index=True
     )
     name: Mapped[str] = mapped_column(String(500), nullable=False)
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default=ListStatus.ACTIVE)
+    status: Mapped[str] = vocabulary_column("status", ListStatus, 16, default=ListStatus.ACTIVE)
     audience_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()

@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    CheckConstraint,
     DateTime,
     ForeignKey,
     Identity,
@@ -23,7 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base
-from shared.models._columns import created_at_column
+from shared.models._columns import created_at_column, vocabulary_column
 from shared.vocabulary import WAITING_STATUSES, AttemptTrigger, OutboundKind, OutboundStatus, sql_in
 
 _WAITING = text(sql_in("status", WAITING_STATUSES))
@@ -32,9 +31,6 @@ _WAITING = text(sql_in("status", WAITING_STATUSES))
 class OutboundMessage(Base):
     __tablename__ = "outbound_message"
     __table_args__ = (
-        CheckConstraint(sql_in("kind", OutboundKind), name="kind"),
-        CheckConstraint(sql_in("status", OutboundStatus), name="status"),
-        CheckConstraint(sql_in("next_attempt_trigger", AttemptTrigger), name="next_attempt_trigger"),
         # The dispatcher's scan: waiting messages by due time.
         Index(
             "ix_outbound_message_due",
@@ -73,9 +69,9 @@ class OutboundMessage(Base):
     tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False)
     # Global acceptance order; messages of one customer are delivered in this order.
     sequence: Mapped[int] = mapped_column(BigInteger, Identity(always=True), nullable=False, unique=True)
-    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    kind: Mapped[str] = vocabulary_column("kind", OutboundKind, 32)
     customer_id: Mapped[str] = mapped_column(String(128), nullable=False)
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default=OutboundStatus.QUEUED)
+    status: Mapped[str] = vocabulary_column("status", OutboundStatus, 16, default=OutboundStatus.QUEUED)
     # The S2S batch, complete with source_request_id and source_message_ids (stable across resends).
     batch: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
@@ -87,8 +83,12 @@ class OutboundMessage(Base):
     # The worker holding the lease: a lease whose owner stopped heartbeating is released at once.
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # What the next attempt is: `manual_retry` after an operator's retry, `automatic` otherwise.
-    next_attempt_trigger: Mapped[str] = mapped_column(
-        String(16), nullable=False, default=AttemptTrigger.AUTOMATIC, server_default=AttemptTrigger.AUTOMATIC
+    next_attempt_trigger: Mapped[str] = vocabulary_column(
+        "next_attempt_trigger",
+        AttemptTrigger,
+        16,
+        default=AttemptTrigger.AUTOMATIC,
+        server_default=AttemptTrigger.AUTOMATIC,
     )
     created_at: Mapped[datetime] = created_at_column()
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -96,10 +96,7 @@ class OutboundMessage(Base):
 
 class OutboundAttempt(Base):
     __tablename__ = "outbound_attempt"
-    __table_args__ = (
-        Index("ix_outbound_attempt_message", "message_id", "id"),
-        CheckConstraint(sql_in("trigger", AttemptTrigger), name="trigger"),
-    )
+    __table_args__ = (Index("ix_outbound_attempt_message", "message_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     message_id: Mapped[uuid.UUID] = mapped_column(
@@ -108,6 +105,6 @@ class OutboundAttempt(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    trigger: Mapped[str] = mapped_column(
-        String(16), nullable=False, default=AttemptTrigger.AUTOMATIC, server_default=AttemptTrigger.AUTOMATIC
+    trigger: Mapped[str] = vocabulary_column(
+        "trigger", AttemptTrigger, 16, default=AttemptTrigger.AUTOMATIC, server_default=AttemptTrigger.AUTOMATIC
     )

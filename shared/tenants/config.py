@@ -20,7 +20,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.logging import get_logger
-from shared.mapping.inbound import DEFAULT_MAX_DATA_AGE_HOURS
+from shared.mapping.inbound import DEFAULT_MAX_DATA_AGE_HOURS, MappingRule
+from shared.mapping.outbound import ExternalEventRule, SyncFieldRule
 from shared.models import (
     ExternalEvent,
     InboundMapping,
@@ -72,29 +73,6 @@ DEFAULT_INBOUND = InboundConfig()
 
 
 @dataclass(frozen=True)
-class SyncFieldConfig:
-    loyalty_field: str
-    remote_field: str
-
-
-@dataclass(frozen=True)
-class ExternalEventConfig:
-    loyalty_event: str
-    event_name: str
-    custom_event_type: str
-    attributes: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class InboundMappingConfig:
-    loyalty_event: str
-    event_type: str
-    event_name: str | None
-    priority: int
-    attributes: dict[str, Any]
-
-
-@dataclass(frozen=True)
 class TenantConfig:
     """Everything a process needs to know about one tenant, as of `config_revision`."""
 
@@ -105,9 +83,9 @@ class TenantConfig:
     inbound_token_hash: str | None
     outbound: OutboundConfig | None
     inbound: InboundConfig | None
-    sync_fields: tuple[SyncFieldConfig, ...] = ()
-    external_events: tuple[ExternalEventConfig, ...] = ()
-    inbound_mappings: tuple[InboundMappingConfig, ...] = ()
+    sync_fields: tuple[SyncFieldRule, ...] = ()
+    external_events: tuple[ExternalEventRule, ...] = ()
+    inbound_mappings: tuple[MappingRule, ...] = ()
     # SHA-256 of the engine API key (never the key itself): the outbound API authenticates from it.
     engine_key_hash: str = ""
 
@@ -147,9 +125,9 @@ async def load_tenant_configs(session: AsyncSession, tenant_ids: list[str] | Non
     tenants = (await session.scalars(scoped(select(Tenant), Tenant.id))).all()
     outbound = await by_tenant(OutboundSettings, OutboundConfig)
     inbound = await by_tenant(InboundSettings, InboundConfig)
-    sync_fields = await by_tenant(SyncField, SyncFieldConfig)
-    external_events = await by_tenant(ExternalEvent, ExternalEventConfig)
-    mappings = await by_tenant(InboundMapping, InboundMappingConfig)
+    sync_fields = await by_tenant(SyncField, SyncFieldRule)
+    external_events = await by_tenant(ExternalEvent, ExternalEventRule)
+    mappings = await by_tenant(InboundMapping, MappingRule)
     return {
         tenant.id: TenantConfig(
             id=tenant.id,

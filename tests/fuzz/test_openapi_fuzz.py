@@ -60,8 +60,8 @@ def _operations(app: FastAPI) -> list[APIOperation]:
 
 
 def _is_engine_call(operation: APIOperation) -> bool:
-    return operation.method.upper() == "POST" and "/outbound/" in operation.path and operation.path.endswith(
-        ENGINE_ROUTES
+    return (
+        operation.method.upper() == "POST" and "/outbound/" in operation.path and operation.path.endswith(ENGINE_ROUTES)
     )
 
 

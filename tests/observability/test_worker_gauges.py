@@ -131,7 +131,6 @@ async def test_counted_on_commit_only(sessionmaker: async_sessionmaker[AsyncSess
         assert counter._value.get() == 2
 
 
-
 async def test_metrics_server_serves_only_metrics(settings: Settings) -> None:
     server = MetricsServer(WORKER_REGISTRY, "127.0.0.1", 0)
     await server.start()
@@ -140,7 +139,7 @@ async def test_metrics_server_serves_only_metrics(settings: Settings) -> None:
             scraped = await http.get("/metrics")
             assert scraped.status_code == 200
             assert scraped.headers["content-type"].startswith("text/plain; version=")
-            assert "loyalty_bridge_queue_depth{priority=\"0-99\"}" in scraped.text
+            assert 'loyalty_bridge_queue_depth{priority="0-99"}' in scraped.text
             assert (await http.get("/")).status_code == 404
             assert (await http.post("/metrics")).status_code == 405
     finally:

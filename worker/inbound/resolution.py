@@ -36,10 +36,9 @@ async def find_senders(
     found: dict[SenderKey, KnownCustomer] = {}
     by_id = [(tenant_id, value) for tenant_id, field_name, value in unique if field_name == CUSTOMER_ID_FIELD]
     for (tenant_id, customer_id), record in (await customers.find_by_ids(by_id)).items():
-        found[(tenant_id, CUSTOMER_ID_FIELD, customer_id)] = KnownCustomer(record.id, record.status)
+        found[(tenant_id, CUSTOMER_ID_FIELD, customer_id)] = record
     by_attribute = [sender for sender in unique if sender[1] != CUSTOMER_ID_FIELD]
-    for sender, record in (await customers.find_by_attributes(by_attribute)).items():
-        found[sender] = KnownCustomer(record.id, record.status)
+    found.update(await customers.find_by_attributes(by_attribute))
     return found
 
 

@@ -58,14 +58,9 @@ async def deliver_outbound(ctx: dict[str, Any], tenant_id: str) -> None:
     bind_log_context(tenant_id=tenant_id)  # arq runs each job in a task of its own
     context = worker_context(ctx)
     run = await _delivery(context, await _lease_owner(context)).deliver_tenant(tenant_id)
-    if run.delivered or run.retrying or run.failed or run.cancelled:
-        logger.info(
-            "outbound_run_finished",
-            delivered=run.delivered,
-            retrying=run.retrying,
-            failed=run.failed,
-            cancelled=run.cancelled,
-        )
+    counts = run.as_log_fields()
+    if any(counts.values()):
+        logger.info("outbound_run_finished", **counts)
 
 
 async def dispatch_outbound(ctx: dict[str, Any]) -> None:

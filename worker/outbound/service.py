@@ -16,7 +16,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -79,6 +79,10 @@ class DeliveryRun:
     retrying: int = 0
     failed: int = 0
     cancelled: int = 0
+
+    def as_log_fields(self) -> dict[str, int]:
+        """The counts by name, as the run's log line carries them."""
+        return asdict(self)
 
     def count(self, results: Sequence[AttemptResult]) -> None:
         for result in results:

@@ -83,10 +83,10 @@ class _OneOf:
 
 
 TenantName = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_printable), _NOT_BLANK]
-ApiCredential = Annotated[
-    str, StringConstraints(min_length=1, max_length=500), AfterValidator(_printable), _NOT_BLANK
-]
+ApiCredential = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_printable), _NOT_BLANK]
 LoyaltyField = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_printable), _NOT_BLANK]
+
+
 def _case_insensitive(word: str) -> str:
     return "".join(f"[{char.lower()}{char.upper()}]" if char.isalpha() else char for char in word)
 
@@ -109,9 +109,7 @@ RemoteField = Annotated[
 ]
 LoyaltyEvent = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_printable), _NOT_BLANK]
 EventName = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_printable), _NOT_BLANK]
-AttributeName = Annotated[
-    str, StringConstraints(min_length=1, max_length=256), AfterValidator(_printable), _NOT_BLANK
-]
+AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_printable), _NOT_BLANK]
 # A template ("{path}", "text {path}") or a literal: any JSON scalar.
 AttributeValue = (
     Annotated[str, StringConstraints(max_length=4000), AfterValidator(_no_nul), _NO_NUL]
@@ -155,5 +153,3 @@ _API_URL_SCHEMA = {
 ApiUrl = Annotated[
     str, StringConstraints(max_length=500), AfterValidator(_http_url), Field(json_schema_extra=_API_URL_SCHEMA)
 ]
-
-

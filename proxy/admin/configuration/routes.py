@@ -58,11 +58,7 @@ async def _commit(session: AsyncSession, tenant_id: str, change: str) -> None:
 # --- outbound settings (loyalty -> mParticle S2S) ----------------------------------------------
 
 
-@router.get(
-    "/outbound-settings",
-    summary="Read the outbound (S2S) settings; the API secret is never returned",
-    response_model=OutboundSettingsRead,
-)
+@router.get("/outbound-settings", summary="Read the outbound (S2S) settings; the API secret is never returned")
 async def get_outbound_settings(tenant_id: TenantIdPath, session: SessionDep) -> OutboundSettingsRead:
     view = await TenantRepository(session).get_outbound_settings(tenant_id)
     return OutboundSettingsRead.of(view)
@@ -72,7 +68,6 @@ async def get_outbound_settings(tenant_id: TenantIdPath, session: SessionDep) ->
     "/outbound-settings",
     summary="Save the outbound settings (connects the tenant and issues its inbound token)",
     description="`api_secret` is required on the first save; later, omit it to keep the stored secret.",
-    response_model=OutboundSettingsRead,
     responses=error_responses(422),
 )
 async def put_outbound_settings(
@@ -90,7 +85,6 @@ async def put_outbound_settings(
     "/inbound-settings",
     summary="Read the inbound settings and the token to paste into mParticle",
     description="Before the first PUT this shows the defaults (`customer`, `id`, false, false).",
-    response_model=InboundSettingsRead,
     responses=error_responses(409),
 )
 async def get_inbound_settings(
@@ -103,7 +97,6 @@ async def get_inbound_settings(
 @router.put(
     "/inbound-settings",
     summary="Save the inbound settings (needs outbound settings first)",
-    response_model=InboundSettingsRead,
     responses=error_responses(409, 422),
 )
 async def put_inbound_settings(
@@ -117,7 +110,6 @@ async def put_inbound_settings(
 @router.post(
     "/inbound-settings/token/rotate",
     summary="Issue a new inbound authentication token; the previous one stops working",
-    response_model=AuthenticationTokenRead,
     responses=error_responses(409),
 )
 async def rotate_inbound_token(

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from shared.errorlog.repository import IncomingErrorEntry
 from shared.errors import ErrorSource
 
 # An unencoded "+02:00" offset in a query string arrives as " 02:00"; put the plus sign back.
@@ -88,22 +89,10 @@ class IncomingErrorListQuery(BaseModel):
         return self
 
 
-class IncomingErrorRead(BaseModel):
+class IncomingErrorRead(IncomingErrorEntry):
     """One entry of the log, as listed."""
 
     model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    request_id: str | None
-    error_code: str
-    message: str
-    source: str
-    created_at: datetime
-    logged_at: datetime
-    replayed_at: datetime | None = Field(default=None, description="when a replay of this entry was last applied")
-    replay_outcome: str | None = Field(
-        default=None, description="what that replay did: `applied: N ledger event(s) recorded` or `failed: CODE…`"
-    )
 
 
 class IncomingErrorDetail(IncomingErrorRead):

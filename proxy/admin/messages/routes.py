@@ -35,11 +35,7 @@ KindQuery = Annotated[OutboundKind | None, Query(description="only messages of t
 CustomerQuery = Annotated[str | None, Query(description="only this customer's messages")]
 
 
-@router.get(
-    "/tenants/{tenant_id}/outbound/messages",
-    response_model=Page[OutboundMessageRead],
-    summary="Outbound messages, newest first",
-)
+@router.get("/tenants/{tenant_id}/outbound/messages", summary="Outbound messages, newest first")
 async def list_outbound_messages(
     tenant_id: str,
     session: SessionDep,
@@ -75,7 +71,6 @@ async def retry_outbound_messages(
 
 @router.post(
     "/tenants/{tenant_id}/outbound/pause",
-    response_model=OutboundPauseRead,
     summary="Pause the tenant's outbound delivery: calls are still accepted (202) and wait",
 )
 async def pause_outbound_delivery(tenant_id: str, session: SessionDep) -> OutboundPauseRead:
@@ -86,7 +81,6 @@ async def pause_outbound_delivery(tenant_id: str, session: SessionDep) -> Outbou
 
 @router.post(
     "/tenants/{tenant_id}/outbound/resume",
-    response_model=OutboundPauseRead,
     summary="Resume the tenant's outbound delivery: the waiting messages are delivered, in order",
 )
 async def resume_outbound_delivery(tenant_id: str, session: SessionDep, state: StateDep) -> OutboundPauseRead:
@@ -96,11 +90,7 @@ async def resume_outbound_delivery(tenant_id: str, session: SessionDep, state: S
     return resumed
 
 
-@router.get(
-    "/tenants/{tenant_id}/resend-queue",
-    response_model=Page[OutboundMessageRead],
-    summary="Messages waiting for a resend (`retrying`), newest first",
-)
+@router.get("/tenants/{tenant_id}/resend-queue", summary="Messages waiting for a resend (`retrying`), newest first")
 async def list_resend_queue(
     tenant_id: str,
     session: SessionDep,
@@ -115,7 +105,6 @@ async def list_resend_queue(
 
 @router.get(
     "/tenants/{tenant_id}/outbound/messages/{message_id}",
-    response_model=OutboundMessageDetail,
     summary="One message with its S2S batch and attempt log",
 )
 async def get_outbound_message(tenant_id: str, message_id: str, session: SessionDep) -> OutboundMessageDetail:
@@ -124,7 +113,6 @@ async def get_outbound_message(tenant_id: str, message_id: str, session: Session
 
 @router.post(
     "/tenants/{tenant_id}/outbound/messages/{message_id}/retry",
-    response_model=OutboundMessageRead,
     responses=_CONFLICT,
     summary="Put a failed message back in the queue (its attempt counter starts over)",
 )
@@ -139,7 +127,6 @@ async def retry_outbound_message(
 
 @router.delete(
     "/tenants/{tenant_id}/outbound/messages/{message_id}",
-    response_model=OutboundMessageRead,
     responses=_CONFLICT,
     summary="Cancel a message that is not delivered yet",
 )

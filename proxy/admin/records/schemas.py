@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.inbound.customers import LedgerRecord
 from shared.vocabulary import CustomerStatus, ListStatus
 
 __all__ = [
@@ -32,15 +33,8 @@ class CustomerRead(ReadModel):
     updated_at: datetime
 
 
-class LedgerEventRead(ReadModel):
-    id: int
-    action: str
-    data: dict[str, Any]
-    source: str
-    request_id: str | None
-    source_event_id: str | None
-    occurred_at: datetime
-    recorded_at: datetime
+class LedgerEventRead(LedgerRecord):
+    model_config = ConfigDict(from_attributes=True)
 
 
 class CustomerListRead(BaseModel):

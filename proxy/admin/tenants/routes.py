@@ -44,7 +44,6 @@ TenantIdPath = Annotated[str, Depends(valid_tenant_id)]
     "/tenants",
     status_code=status.HTTP_201_CREATED,
     summary="Create a tenant (its engine API key is shown only in this response)",
-    response_model=TenantCreated,
     responses=error_responses(409, 422),
 )
 async def create_tenant(body: TenantCreate, session: SessionDep) -> TenantCreated:
@@ -54,12 +53,7 @@ async def create_tenant(body: TenantCreate, session: SessionDep) -> TenantCreate
     return TenantCreated.model_validate(created, from_attributes=True)
 
 
-@router.get(
-    "/tenants",
-    summary="List tenants by id (cursor pagination)",
-    response_model=Page[TenantRead],
-    responses=error_responses(422),
-)
+@router.get("/tenants", summary="List tenants by id (cursor pagination)", responses=error_responses(422))
 async def list_tenants(
     session: SessionDep, limit: LimitQuery = DEFAULT_PAGE_LIMIT, cursor: CursorQuery = None
 ) -> Page[TenantRead]:
@@ -68,12 +62,7 @@ async def list_tenants(
     return page_of(rows, limit, lambda row: TenantRead.model_validate(row, from_attributes=True), lambda row: [row.id])
 
 
-@router.get(
-    "/tenants/{tenant_id}",
-    summary="Read one tenant",
-    response_model=TenantRead,
-    responses=error_responses(404),
-)
+@router.get("/tenants/{tenant_id}", summary="Read one tenant", responses=error_responses(404))
 async def get_tenant(tenant_id: TenantIdPath, session: SessionDep) -> TenantRead:
     return TenantRead.model_validate(await TenantRepository(session).get_tenant(tenant_id), from_attributes=True)
 
@@ -93,7 +82,6 @@ async def delete_tenant(tenant_id: TenantIdPath, session: SessionDep) -> None:
 @router.post(
     "/tenants/{tenant_id}/engine-key/rotate",
     summary="Issue a new engine API key; the previous key stops working",
-    response_model=EngineKeyRead,
     responses=error_responses(404),
 )
 async def rotate_engine_key(tenant_id: TenantIdPath, session: SessionDep) -> EngineKeyRead:

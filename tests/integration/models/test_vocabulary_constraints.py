@@ -51,10 +51,11 @@ async def test_the_database_accepts_exactly_the_vocabulary(
 def test_the_model_builds_its_constraint_from_the_vocabulary(
     model: type, column: str, vocabulary: type[StrEnum]
 ) -> None:
+    table = _table(model)
     constraints = [
         str(constraint.sqltext)
-        for constraint in _table(model).constraints
-        if isinstance(constraint, CheckConstraint) and constraint.name == f"ck_{_table(model).name}_{column}"
+        for constraint in (*table.constraints, *table.c[column].constraints)  # on the table or on the column
+        if isinstance(constraint, CheckConstraint) and constraint.name == f"ck_{table.name}_{column}"
     ]
     assert constraints == [sql_in(column, vocabulary)]
     assert constraints[0] == f"{column} IN ({', '.join(repr(member.value) for member in vocabulary)})"

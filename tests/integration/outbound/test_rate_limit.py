@@ -23,9 +23,10 @@ async def limited_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]
     app = create_app(
         settings.model_copy(update={"outbound_rate_limit_per_second": 0.01, "outbound_rate_limit_burst": 3})
     )
-    async with LifespanManager(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://proxy"
-    ) as client:
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy") as client,
+    ):
         yield client
 
 

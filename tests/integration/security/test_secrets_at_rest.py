@@ -180,9 +180,7 @@ def _cli(arguments: list[str], **environment: str) -> subprocess.CompletedProces
 async def test_rotate_secrets_command(rotation_database: str) -> None:
     await _connected_tenant(rotation_database, OLD_KEY, "cli-rotation")
 
-    wrong = await asyncio.to_thread(
-        _cli, ["rotate-secrets"], DATABASE_URL=rotation_database, SECRET_KEY=NEW_KEY
-    )
+    wrong = await asyncio.to_thread(_cli, ["rotate-secrets"], DATABASE_URL=rotation_database, SECRET_KEY=NEW_KEY)
     done = await asyncio.to_thread(
         _cli, ["rotate-secrets"], DATABASE_URL=rotation_database, SECRET_KEY=f"{NEW_KEY},{OLD_KEY}"
     )

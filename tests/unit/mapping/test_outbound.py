@@ -29,6 +29,7 @@ from shared.mapping.outbound import (
     timestamp_ms,
     user_attribute_value,
 )
+from shared.mapping.outbound import SyncFieldRule as Sync
 from shared.outbound.limits import (
     MAX_BATCH_BYTES,
     MAX_BULK_BATCHES,
@@ -44,12 +45,6 @@ class Rules:
     sync_only_configured_identifiers: bool = False
     loyalty_identifier_field: str = "id"
     customer_identifier_field: str = "customer_id"
-
-
-@dataclass(frozen=True)
-class Sync:
-    loyalty_field: str
-    remote_field: str
 
 
 @dataclass(frozen=True)

@@ -104,9 +104,7 @@ def test_resolved_addresses(allowed: str, host: str, port: int, address: str, re
         policy.check_address(host, port, address)
 
 
-@pytest.mark.parametrize(
-    "value", ["host:0", "host:70000", "host:http", "*", "*.", "user@host", "host/path", "[::1]:x"]
-)
+@pytest.mark.parametrize("value", ["host:0", "host:70000", "host:http", "*", "*.", "user@host", "host/path", "[::1]:x"])
 def test_malformed_patterns_are_named(value: str) -> None:
     with pytest.raises(ValueError, match="OUTBOUND_ALLOWED_HOSTS"):
         AllowedHosts.parse(value)
