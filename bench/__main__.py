@@ -7,7 +7,8 @@ Phases (bench/phases.py, bench/scaling.py):
     so the accepted requests form the backlog of phase 2.
  2. inbound: one worker drains that backlog, then two workers a new one; ledger rows/s vs asyncpg
     executemany of the same rows (COPY beside it).
- 3. e2e: proxy + worker at half the saturation rate; request sent -> ledger row visible.
+ 3. e2e: proxy + one worker: their end-to-end saturation rate (requests applied under saturating
+    load), then request sent -> ledger row visible at half that rate.
  4. outbound: accepted/s on POST …/outbound/events vs the parse-only route (worker stopped), then
     delivered/s by one worker to a 202-at-once fake S2S vs that fake's own rate under wrk.
  5. peak resident memory (VmHWM) of the proxy and the worker processes.

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import hmac
 from collections.abc import Sequence
 
@@ -102,16 +101,18 @@ class SecretBox:
 
     def token_hash(self, token: str) -> str:
         """HMAC-SHA256 hex of `token` under the newest look-up key (what is stored)."""
-        return hmac.new(self._hash_keys[0], token.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._hash_keys[0], token.encode(), "sha256").hex()
 
     def token_matches(self, presented: str | None, stored_hash: str | None) -> bool:
         """Constant-time check of a presented token against a stored hash made with any configured key."""
         if not presented or not stored_hash:
             return False
         matched = False
-        for key in self._hash_keys:  # every key, always: the time does not depend on which matched
-            candidate = hmac.new(key, presented.encode(), hashlib.sha256).hexdigest()
-            matched |= hmac.compare_digest(candidate, stored_hash)
+        token = presented.encode()
+        # Every key, always: the time does not depend on which matched. hmac.digest is the one-shot
+        # C function (the HMAC object of hmac.new costs several µs more on the Firehose hot path).
+        for key in self._hash_keys:
+            matched |= hmac.compare_digest(hmac.digest(key, token, "sha256").hex(), stored_hash)
         return matched
 
 

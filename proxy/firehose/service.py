@@ -25,19 +25,19 @@ from shared.errors import BadRequest, BridgeError, ErrorCode, ErrorSource, Queue
 from shared.inbound.responses import (
     TENANT_SETTING_ID,
     TOKEN_SETTING_ID,
-    FirehoseResponse,
-    acknowledgement,
+    encode_acknowledgement,
+    encode_response,
     registration_response,
 )
 from shared.inbound.schemas import (
     MAX_ID_LENGTH,
     AuthenticatedRequest,
-    EventProcessingRequest,
+    EventProcessingEnvelope,
     FirehoseRequest,
     MessageType,
     describe_validation_error,
     is_verification,
-    parse_request,
+    parse_envelope,
 )
 from shared.logging import get_logger
 from shared.mapping.inbound import request_priority
@@ -77,15 +77,16 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-async def handle_firehose_call(state: ProxyState, enqueuer: GroupedEnqueuer, call: FirehoseCall) -> FirehoseResponse:
-    """Answer one Firehose message; raises BridgeError (400/401/503) when it is not accepted."""
+async def handle_firehose_call(state: ProxyState, enqueuer: GroupedEnqueuer, call: FirehoseCall) -> bytes:
+    """The encoded answer to one Firehose message; raises BridgeError (400/401/503) when it is
+    not accepted."""
     if not tracing_enabled():
         return await _handle_firehose_call(state, enqueuer, call)
     with firehose_receive_span(None):
         return await _handle_firehose_call(state, enqueuer, call)
 
 
-async def _handle_firehose_call(state: ProxyState, enqueuer: GroupedEnqueuer, call: FirehoseCall) -> FirehoseResponse:
+async def _handle_firehose_call(state: ProxyState, enqueuer: GroupedEnqueuer, call: FirehoseCall) -> bytes:
     payload = _decode(call.body)
     tenant = _claimed_tenant(state, payload)
     try:
@@ -94,14 +95,14 @@ async def _handle_firehose_call(state: ProxyState, enqueuer: GroupedEnqueuer, ca
         raise await _logged(state, tenant, call, payload, rejected) from None
     if not isinstance(request, AuthenticatedRequest):  # module registration: open to anyone
         record_firehose_accepted(message_type)
-        return registration_response(request.id, now_ms())
+        return encode_response(registration_response(request.id, now_ms()))
     try:
         tenant = _authenticate(state.settings, tenant, request, call.authorization)
     except BridgeError as rejected:
         raise await _logged(state, tenant, call, payload, rejected) from None
     spooled = not is_verification(request) and await _enqueue(state, enqueuer, tenant, request, call, payload)
     (record_firehose_spooled if spooled else record_firehose_accepted)(message_type)
-    return acknowledgement(message_type, request.id, now_ms())
+    return encode_acknowledgement(message_type, request.id, now_ms())
 
 
 async def _enqueue(
@@ -163,9 +164,11 @@ def _decode(body: bytes) -> dict[str, Any]:
 
 
 def _parse(payload: dict[str, Any]) -> tuple[MessageType, FirehoseRequest]:
+    """The message as far as the proxy reads it (shared.inbound.schemas.ENVELOPE_MODELS): an event
+    request's envelope and event heads here, the rest in the worker, off the hot path."""
     message_type = _message_type(payload)
     try:
-        return message_type, parse_request(message_type, payload)
+        return message_type, parse_envelope(message_type, payload)
     except ValidationError as exc:
         raise BadRequest(f"invalid message: {describe_validation_error(exc)}", code=ErrorCode.INVALID_MESSAGE) from None
 
@@ -215,7 +218,7 @@ def _authenticate(
 
 
 def _priority(tenant: TenantConfig, request: AuthenticatedRequest, payload: dict[str, Any]) -> int:
-    if not isinstance(request, EventProcessingRequest):
+    if not isinstance(request, EventProcessingEnvelope):
         return UNMAPPED_PRIORITY
     priority = request_priority(tenant.inbound_mappings, payload.get("events") or [])
     return UNMAPPED_PRIORITY if priority is None else priority

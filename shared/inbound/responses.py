@@ -121,28 +121,28 @@ def acknowledgement(message_type: MessageType, request_id: str, now_ms: int) -> 
 
 
 def encode_response(response: FirehoseResponse) -> bytes:
-    """The response as JSON (None fields left out). Acknowledgements, one per accepted request, are
-    assembled from pre-encoded parts: the same bytes as dumping the model, without the dump."""
-    if type(response) in _ACKNOWLEDGEMENT_TYPES:
-        return b"".join(
-            (
-                _ACKNOWLEDGEMENT_TYPES[type(response)],
-                orjson.dumps(response.id),
-                b',"timestamp_ms":',
-                str(response.timestamp_ms).encode(),
-                b',"firehose_version":',
-                orjson.dumps(response.firehose_version),
-                b"}",
-            )
-        )
+    """The response as JSON (None fields left out)."""
+    if type(response) in _ACKNOWLEDGEMENT_PREFIXES:
+        return _encoded_acknowledgement(_ACKNOWLEDGEMENT_PREFIXES[type(response)], response.id, response.timestamp_ms)
     return orjson.dumps(response.model_dump(exclude_none=True))
 
 
+def encode_acknowledgement(message_type: MessageType, request_id: str, now_ms: int) -> bytes:
+    """`encode_response(acknowledgement(…))` without building the model (one per accepted request):
+    assembled from pre-encoded parts, the same bytes."""
+    return _encoded_acknowledgement(_ACKNOWLEDGEMENT_PREFIXES[_ACKNOWLEDGEMENTS[message_type]], request_id, now_ms)
+
+
+def _encoded_acknowledgement(prefix: bytes, request_id: str, now_ms: int) -> bytes:
+    return b"".join((prefix, orjson.dumps(request_id), b',"timestamp_ms":', str(now_ms).encode(), _ACKNOWLEDGEMENT_END))
+
+
 # Acknowledgement class -> its JSON up to the id's value: `{"type":"…","id":`.
-_ACKNOWLEDGEMENT_TYPES: dict[type[FirehoseResponse], bytes] = {
+_ACKNOWLEDGEMENT_PREFIXES: dict[type[FirehoseResponse], bytes] = {
     model: b'{"type":' + orjson.dumps(model.model_fields["type"].default) + b',"id":'
     for model in _ACKNOWLEDGEMENTS.values()
 }
+_ACKNOWLEDGEMENT_END = b',"firehose_version":' + orjson.dumps(FIREHOSE_VERSION) + b"}"
 
 
 # The two account settings, visible and required: (id, name, description, confidential).

@@ -2,7 +2,9 @@
 applying them one by one in queue order, in a handful of statements:
 
 1. claim every request id in processed_request at once (ids already there are skipped; a replay
-   claims its own key, shared.inbound.processed_requests.replay_key);
+   claims its own key, shared.inbound.processed_requests.replay_key); a request that fails the
+   whole message's validation (the proxy checked an event request's envelope only) is logged
+   INVALID_MESSAGE and not applied;
 2. event requests, in runs (worker.inbound.events): one customer resolution, one ledger insert and
    one profile update per run;
 3. any other request (audiences, DSR) is applied on its own, between the runs, in queue order;
@@ -22,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import session_scope
@@ -34,6 +37,7 @@ from shared.inbound.schemas import (
     DsrProcessingRequest,
     FirehoseRequest,
     MessageType,
+    describe_validation_error,
     parse_request,
 )
 from shared.logging import get_logger
@@ -78,12 +82,16 @@ class BatchOutcome:
             self.one_by_one or other.one_by_one,
         )
 
-    def __str__(self) -> str:
-        how = "one by one, " if self.one_by_one else ""
-        return (
-            f"{self.applied} of {self.requests} request(s) applied ({how}{self.failed} failed), "
-            f"{self.ledger_events_recorded} ledger event(s) recorded, {self.echo_events_dropped} echo(es) dropped"
-        )
+    def as_log_fields(self) -> dict[str, int | bool]:
+        """The fields of the consumer's `firehose_batch_applied` log line."""
+        return {
+            "requests": self.requests,
+            "applied": self.applied,
+            "ledger_events": self.ledger_events_recorded,
+            "echo_events_dropped": self.echo_events_dropped,
+            "failed": self.failed,
+            "one_by_one": self.one_by_one,
+        }
 
 
 async def apply_firehose_batch(
@@ -139,15 +147,17 @@ class _Parsed:
     context: RequestInApplication
     claim_key: ClaimKey
     nul_replaced: bool
+    # Why the message is invalid (it is then logged INVALID_MESSAGE and not applied), else None.
+    invalid: str | None
 
 
-def _request_of(message_type: MessageType, payload: dict[str, Any]) -> FirehoseRequest | None:
-    """The request's model, for the types read through it. The proxy validated every queued
-    request; an event request is read as decoded JSON by the pure core, so it is not validated
-    again (that cost a quarter of the worker's time)."""
-    if message_type is MessageType.EVENT_PROCESSING:
-        return None
-    return parse_request(message_type, payload)
+def _validated(message_type: MessageType, payload: dict[str, Any]) -> tuple[FirehoseRequest | None, str | None]:
+    """(the request's model, None), or (None, what is wrong). The proxy validated only what it reads
+    of an event request (shared.inbound.schemas.ENVELOPE_MODELS); the whole message is checked here."""
+    try:
+        return parse_request(message_type, payload), None
+    except ValidationError as exc:
+        return None, f"invalid message: {describe_validation_error(exc)}"
 
 
 def _parse(session: AsyncSession, tenant: TenantConfig, queued: QueuedRequest) -> _Parsed:
@@ -157,20 +167,21 @@ def _parse(session: AsyncSession, tenant: TenantConfig, queued: QueuedRequest) -
     if _ESCAPED_NUL in queued.body:
         payload, nul_replaced = scrub_nul(payload)
     message_type = MessageType(payload["type"])
+    request, invalid = _validated(message_type, payload)
     context = RequestInApplication(
         session=session,
         tenant=tenant,
         inbound=tenant.inbound_or_default,
         message_type=message_type,
         request_id=str(payload["id"]),
-        request=_request_of(message_type, payload),
+        request=request,
         payload=payload,
         received_at=datetime.fromtimestamp(queued.received_at_ms / 1000, tz=UTC),
         replay_of=queued.replay_of,
     )
     replay = queued.replay_of
     key = replay_key(replay.entry_id, replay.requested_at_ms) if replay else context.request_id
-    return _Parsed(context, (tenant.id, key), nul_replaced)
+    return _Parsed(context, (tenant.id, key), nul_replaced, invalid)
 
 
 async def _apply_together(
@@ -189,6 +200,9 @@ async def _apply_together(
         context = item.context
         if item.nul_replaced and context.replay_of is None:
             await context.log_error(ErrorSource.ENGINE_REQUEST, ErrorCode.NUL_REPLACED, NUL_REPLACED_MESSAGE)
+        if item.invalid is not None:
+            await context.log_error(ErrorSource.ENGINE_REQUEST, ErrorCode.INVALID_MESSAGE, item.invalid)
+            continue
         if context.tenant.connected and context.message_type is MessageType.EVENT_PROCESSING:
             events.add(context)
             continue

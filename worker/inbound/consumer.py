@@ -190,14 +190,7 @@ def _observe_batch(claimed: list[QueuedRequest], outcome: BatchOutcome, started_
         failed_over=outcome.one_by_one,
     )
     logger.info(
-        "firehose_batch_applied",
-        requests=outcome.requests,
-        applied=outcome.applied,
-        ledger_events=outcome.ledger_events_recorded,
-        echo_events_dropped=outcome.echo_events_dropped,
-        failed=outcome.failed,
-        one_by_one=outcome.one_by_one,
-        duration_ms=round((ended_ns - started_ns) / 1e6, 1),
+        "firehose_batch_applied", **outcome.as_log_fields(), duration_ms=round((ended_ns - started_ns) / 1e6, 1)
     )
     unbind_log_context("batch_id")
     if tracing_enabled():

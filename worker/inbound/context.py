@@ -29,8 +29,8 @@ class RequestInApplication:
     inbound: InboundConfig
     message_type: MessageType
     request_id: str
-    # The validated model, for the types read through it (audiences, DSR); None for an event
-    # request, which the pure core reads as the decoded JSON `payload`.
+    # The validated model (None when the message is invalid: it is then only logged). Audiences
+    # and DSR are read through it; the pure core reads an event request's decoded JSON `payload`.
     request: FirehoseRequest | None
     payload: dict[str, Any]
     received_at: datetime

@@ -63,3 +63,32 @@ async def test_database_outage_is_waited_out_not_reported(
     await drain_queue()  # PostgreSQL reachable: the request is applied
     ledger = await AdminReader(client, admin_headers, tenant.id).ledger("C-outage")
     assert [event["action"] for event in ledger] == ["redeem"]
+
+
+async def test_a_message_invalid_beyond_its_envelope_is_logged_by_the_worker(
+    app, client, sessionmaker, admin_headers, drain_queue
+) -> None:
+    """The proxy validates an event request's envelope and event heads; a field it does not read
+    (here an event's timestamp) is checked by the worker: the request is logged INVALID_MESSAGE
+    and skipped, and the rest of its batch is applied."""
+    tenant = await make_tenant(
+        sessionmaker,
+        inbound={"auto_subscribe": True},
+        inbound_mappings=[{"loyalty_event": "redeem", "event_type": "custom_event"}],
+    )
+    await refresh_configs(app)
+    invalid = event_request(tenant, custom_event("x", timestamp_ms="yesterday"), customer="C-invalid")
+    valid = event_request(tenant, custom_event("x"), customer="C-valid")
+    assert (await post_firehose(client, invalid)).status_code == 200
+    assert (await post_firehose(client, valid)).status_code == 200
+
+    await drain_queue()
+
+    entries = await logged_errors(sessionmaker, tenant.id)
+    assert [(entry.source, entry.error_code, entry.request_id) for entry in entries] == [
+        ("engine_request", "INVALID_MESSAGE", invalid["id"])
+    ]
+    assert "events.0.timestamp_ms" in entries[0].message
+    reader = AdminReader(client, admin_headers, tenant.id)
+    assert [customer["id"] for customer in await reader.customers()] == ["C-valid"]
+    assert [event["action"] for event in await reader.ledger("C-valid")] == ["redeem"]

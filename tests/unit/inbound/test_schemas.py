@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.inbound.responses import acknowledgement, encode_response, registration_response
+from shared.inbound.responses import acknowledgement, encode_acknowledgement, encode_response, registration_response
 from shared.inbound.schemas import (
     AudienceMembershipChangeRequest,
     AudienceSubscriptionRequest,
@@ -274,6 +274,7 @@ def test_encoded_acknowledgement_is_the_dumped_model(message_type: MessageType, 
     assert (
         encode_response(response)
         == json.dumps(response.model_dump(), separators=(",", ":"), ensure_ascii=False).encode()
+        == encode_acknowledgement(message_type, request_id, 1714592744066)
     )
 
 
