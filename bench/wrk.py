@@ -67,6 +67,17 @@ class WrkResult:
     def requests_per_second(self) -> float:
         return self.requests / self.duration_seconds if self.duration_seconds else 0.0
 
+    @classmethod
+    def combined(cls, results: list[WrkResult]) -> WrkResult:
+        """Several runs of the same load as one (the highest of their percentiles)."""
+        return cls(
+            requests=sum(result.requests for result in results),
+            duration_seconds=sum(result.duration_seconds for result in results),
+            errors=sum(result.errors for result in results),
+            p50_ms=max(result.p50_ms for result in results),
+            p99_ms=max(result.p99_ms for result in results),
+        )
+
 
 def ensure_wrk() -> str:
     """Path of wrk, installing Debian's package when it is missing (the bench runs as root here)."""

@@ -14,6 +14,7 @@ from proxy.admin import router as admin_router
 from proxy.console import router as console_router
 from proxy.exception_handlers import install_exception_handlers
 from proxy.firehose import routes as firehose
+from proxy.firehose.tokens import InboundTokenCheck
 from proxy.openapi import install_openapi
 from proxy.outbound import routes as outbound
 from proxy.outbound.delivery_kicker import DeliveryKicker
@@ -70,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
             outbox=outbox,
             delivery_kicker=delivery_kicker,
             deferred_error_log=deferred_error_log,
+            inbound_tokens=InboundTokenCheck(settings.secret_box()),
         )
         firehose_enqueuer = app.state.firehose_enqueuer = firehose.create_enqueuer(app.state.proxy)
         # Everything built so far (modules, routes, models, pools) lives as long as the app: keep
@@ -100,15 +102,15 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_exception_handlers(app)
     install_openapi(app)
-    app.add_middleware(DeclaredBodyLimit)  # inside the Firehose fast path: Firehose requests skip it
-    # Middleware order, innermost first: the Firehose fast path, then the metrics (outermost of
-    # ours, so that they time Firehose requests too).
+    # Middleware order, innermost first: the body limit, the metrics, then the Firehose fast path
+    # (outermost of ours: Firehose requests skip the others; it times them itself).
+    app.add_middleware(DeclaredBodyLimit)
+    app.add_middleware(RequestDurationMiddleware)
     firehose.install(app)
     if settings.enable_bench_routes:  # before the other routers: it measures the app, not the route table
         from proxy import bench_routes
 
         app.include_router(bench_routes.router)
-    app.add_middleware(RequestDurationMiddleware)
     configure_tracing_from_environment("loyalty-bridge-proxy")
     app.include_router(health.router)
     app.include_router(outbound.router, prefix="/api/v1")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from proxy.firehose.tokens import InboundTokenCheck
 from proxy.outbound.delivery_kicker import DeliveryKicker
 from proxy.outbound.outbox_writer import OutboxWriter
 from shared.errorlog.deferred import DeferredErrorLog
@@ -28,3 +29,4 @@ class ProxyState:
     delivery_kicker: DeliveryKicker
     # Error-log entries PostgreSQL refused during an outage, written once it is back.
     deferred_error_log: DeferredErrorLog
+    inbound_tokens: InboundTokenCheck

@@ -47,7 +47,6 @@ from shared.queues.firehose import GroupedEnqueuer, QueuedRequest
 from shared.queues.jobs import UNMAPPED_PRIORITY
 from shared.queues.spool import FirehoseSpool
 from shared.redaction import REDACTED
-from shared.settings import Settings
 from shared.tenants.config import TenantConfig
 from shared.transient import is_transient_database_error, is_transient_queue_error
 
@@ -97,7 +96,7 @@ async def _handle_firehose_call(state: ProxyState, enqueuer: GroupedEnqueuer, ca
         record_firehose_accepted(message_type)
         return encode_response(registration_response(request.id, now_ms()))
     try:
-        tenant = _authenticate(state.settings, tenant, request, call.authorization)
+        tenant = _authenticate(state, tenant, request, call.authorization)
     except BridgeError as rejected:
         raise await _logged(state, tenant, call, payload, rejected) from None
     spooled = not is_verification(request) and await _enqueue(state, enqueuer, tenant, request, call, payload)
@@ -197,9 +196,9 @@ def _claimed_tenant(state: ProxyState, payload: dict[str, Any]) -> TenantConfig 
 
 
 def _authenticate(
-    settings: Settings, tenant: TenantConfig | None, request: AuthenticatedRequest, authorization: str | None
+    state: ProxyState, tenant: TenantConfig | None, request: AuthenticatedRequest, authorization: str | None
 ) -> TenantConfig:
-    caller_token = settings.mparticle_caller_token
+    caller_token = state.settings.mparticle_caller_token
     if caller_token is not None and caller_token.get_secret_value():
         scheme, _, presented = (authorization or "").partition(" ")
         if scheme.lower() != CALLER_TOKEN_SCHEME or not secrets_equal(presented, caller_token.get_secret_value()):
@@ -211,8 +210,8 @@ def _authenticate(
         raise Unauthorized("unknown loyalty environment", code=ErrorCode.UNKNOWN_TENANT)
     if not tenant.connected or not tenant.inbound_token_hash:
         raise Unauthorized("the loyalty environment is not connected", code=ErrorCode.TENANT_DISCONNECTED)
-    # Keyed hash of the presented token against the stored one, in constant time (shared/secret_box.py).
-    if not settings.secret_box().token_matches(account_settings.get(TOKEN_SETTING_ID), tenant.inbound_token_hash):
+    # Keyed hash of the presented token against the stored one, in constant time (proxy/firehose/tokens.py).
+    if not state.inbound_tokens.matches(tenant.id, account_settings.get(TOKEN_SETTING_ID), tenant.inbound_token_hash):
         raise Unauthorized(f"missing or invalid `{TOKEN_SETTING_ID}`", code=ErrorCode.INVALID_TOKEN)
     return tenant
 
