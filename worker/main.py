@@ -1,5 +1,5 @@
 """The worker process: process resources built once, and three peers running side by side until
-SIGINT/SIGTERM: the Firehose consumer (worker.inbound.consumer), the spool mover
+SIGINT/SIGTERM: the Firehose consumers (worker.inbound.consumer; FIREHOSE_BATCHES_IN_FLIGHT loops), the spool mover
 (worker.spool_mover) and arq's Worker (outbound delivery kicks and crons).
 
 arq's Worker exits when it loses Redis (python-arq/arq issues 386, 435, 498), including at
@@ -52,6 +52,11 @@ from worker.spool_mover import SpoolMover
 logger = get_logger(__name__)
 
 JOB_COMPLETION_WAIT_SECONDS = 20
+# Firehose batches a worker applies at once (each a consumer loop of its own, one transaction each):
+# while one batch waits on PostgreSQL (its round trips, the commit's WAL flush), the next is claimed
+# and planned. Batches of one worker then overlap as those of two workers always could (the same
+# claims, unique keys and lock order keep them exactly-once and deadlock-safe).
+FIREHOSE_BATCHES_IN_FLIGHT = 2
 DEFAULT_JOB_TIMEOUT_SECONDS = 30
 IN_PROGRESS_LEASE_SECONDS = 40
 LEASE_RENEWAL_SECONDS = 10
@@ -209,17 +214,21 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None, h
     # (the proxy does the same; it removed ~100 ms pauses there).
     gc.freeze()
     queue = FirehoseQueue(resources.redis, settings.queue_name)
-    consumer = ConsumerTask(
-        FirehoseConsumer(queue, resources.sessionmaker, resources.tenant_configs, heartbeat=resources.heartbeat),
-        stop,  # stops with arq, side by side: each finishes its work in hand within the same wait
-    )
-    consumer.start()
+    consumers = [
+        ConsumerTask(
+            FirehoseConsumer(queue, resources.sessionmaker, resources.tenant_configs, heartbeat=resources.heartbeat),
+            stop,  # stops with arq, side by side: each finishes its work in hand within the same wait
+        )
+        for _ in range(FIREHOSE_BATCHES_IN_FLIGHT)
+    ]
+    for consumer in consumers:
+        consumer.start()
     spool_mover = asyncio.create_task(SpoolMover(resources.sessionmaker, queue).run(stop), name="spool-mover")
     try:
         await _run_arq_until_stopped(settings, resources, stop)
     finally:
         stop.set()
-        await consumer.stop(JOB_COMPLETION_WAIT_SECONDS)
+        await asyncio.gather(*(consumer.stop(JOB_COMPLETION_WAIT_SECONDS) for consumer in consumers))
         await spool_mover
         await resources.close()
         await metrics.stop()

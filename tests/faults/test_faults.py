@@ -18,9 +18,7 @@ from tests.private_postgres import PrivatePostgres
 from tests.private_redis import PrivateRedis
 
 
-async def run_scenario(
-    rig: Rig, scenario: str, faults: Callable[[], Awaitable[None]], *, check_order: bool = True
-) -> Figures:
+async def run_scenario(rig: Rig, scenario: str, faults: Callable[[], Awaitable[None]]) -> Figures:
     """Start proxy and worker, load them, inject `faults`, keep loading a little, then verify."""
     await rig.start_proxy()
     rig.start_worker()
@@ -30,7 +28,7 @@ async def run_scenario(
         await faults()
         await asyncio.sleep(3.0)  # load after the last fault
         await rig.stop_load()
-        figures = await rig.settle_and_verify(scenario, check_order=check_order)
+        figures = await rig.settle_and_verify(scenario)
         assert figures.firehose_acked > 0 and figures.outbound_acked > 0, figures.line()
         assert figures.firehose_lost == 0, figures.line()
         assert figures.firehose_doubled == 0, figures.line()
@@ -47,11 +45,7 @@ async def test_worker_sigkill(rig: Rig) -> None:
         await asyncio.sleep(1.0)
         rig.start_worker()
 
-    # Per-customer order is not checked here: a batch the killed worker had claimed but not committed
-    # goes back to the queue once its heartbeat lapses (~4 s), and the new worker meanwhile applies
-    # later requests of the same customers (README, "Priority": order is strict within one worker,
-    # approximate across workers). Rare (the kill must land inside a transaction), not impossible.
-    figures = await run_scenario(rig, "worker_sigkill", faults, check_order=False)
+    figures = await run_scenario(rig, "worker_sigkill", faults)
     # The documented window: a delivery S2S accepted whose outcome the killed worker never wrote is
     # sent again (the same batch, same source ids); at most the batches it had in flight.
     assert figures.outbound_doubled_at_s2s <= 100, figures.line()
@@ -73,9 +67,7 @@ async def test_redis_stopped_for_20_seconds(rig: Rig, fault_redis: PrivateRedis)
         await asyncio.sleep(20.0)
         await fault_redis.start()  # its append-only file brings back what it had acknowledged
 
-    # Per-customer order is not checked here: a request accepted just after Redis returns may be
-    # applied before older spooled ones are moved into the queue (README, "Redis outage").
-    figures = await run_scenario(rig, "redis_stopped_20s", faults, check_order=False)
+    figures = await run_scenario(rig, "redis_stopped_20s", faults)
     assert figures.firehose_refused == 0, "PostgreSQL was up: every Firehose call is answered 200"
     assert figures.outbound_doubled_at_s2s == 0, figures.line()
 
