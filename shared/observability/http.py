@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.metrics import Histogram
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,6 +17,15 @@ UNMATCHED_ROUTE = "unmatched"
 OTHER_ROUTE = "other"
 
 
+_REQUEST_DURATIONS = LabelledChildren(HTTP_REQUEST_DURATION)
+
+
+def observe_request_duration(route: str, method: str, status_code: int, seconds: float) -> None:
+    """One observation of loyalty_bridge_http_request_duration_seconds: by RequestDurationMiddleware,
+    and by a route served ahead of it (the Firehose fast path)."""
+    _REQUEST_DURATIONS(route, method, str(status_code)).observe(seconds)
+
+
 class RequestDurationMiddleware:
     """Observes loyalty_bridge_http_request_duration_seconds{route,method,status} per request.
 
@@ -26,9 +34,8 @@ class RequestDurationMiddleware:
     costs two clock reads, a wrapped `send` and one histogram observation.
     """
 
-    def __init__(self, app: ASGIApp, histogram: Histogram = HTTP_REQUEST_DURATION) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._durations = LabelledChildren(histogram)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -46,17 +53,7 @@ class RequestDurationMiddleware:
         try:
             await self.app(scope, receive, send_observed)
         finally:
-            duration = self._durations(route_template(scope), scope["method"], str(status_code))
-            duration.observe(time.perf_counter() - started)
-
-
-_REQUEST_DURATIONS = LabelledChildren(HTTP_REQUEST_DURATION)
-
-
-def observe_request_duration(route: str, method: str, status_code: int, seconds: float) -> None:
-    """One observation of loyalty_bridge_http_request_duration_seconds, for a route served ahead of
-    RequestDurationMiddleware (the Firehose fast path)."""
-    _REQUEST_DURATIONS(route, method, str(status_code)).observe(seconds)
+            observe_request_duration(route_template(scope), scope["method"], status_code, time.perf_counter() - started)
 
 
 def route_template(scope: Scope) -> str:
