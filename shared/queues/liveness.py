@@ -63,6 +63,7 @@ class Heartbeat:
         self.interval_seconds = interval_seconds
         self._task: asyncio.Task[None] | None = None
         self._healthy_since: float | None = None  # monotonic time of the first beat of a healthy run
+        self._last_orphan_scan: float | None = None  # monotonic time a sharer of this heartbeat last scanned
 
     async def beat(self) -> None:
         """Renew the liveness key once (raises when Redis cannot be reached)."""
@@ -80,6 +81,17 @@ class Heartbeat:
         its own key after an outage."""
         healthy_since = self._healthy_since
         return healthy_since is not None and time.monotonic() - healthy_since >= 2 * self.interval_seconds
+
+    def orphan_scan_due(self, interval_seconds: float) -> bool:
+        """Whether to scan for dead workers' claims now, taking the turn if so: this heartbeat judges
+        liveness and nobody sharing it (the consumers of one process) scanned in the last
+        `interval_seconds`, so a process scans once an interval however many consumers it runs."""
+        now = time.monotonic()
+        last = self._last_orphan_scan
+        if not self.judges_liveness() or (last is not None and now - last < interval_seconds):
+            return False
+        self._last_orphan_scan = now
+        return True
 
     @property
     def running(self) -> bool:

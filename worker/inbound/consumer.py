@@ -64,7 +64,6 @@ class FirehoseConsumer:
         self.heartbeat = heartbeat or Heartbeat(queue.redis, queue.queue_name)
         self._owns_heartbeat = heartbeat is None
         self.applied = 0
-        self._last_orphan_scan = 0.0
         self._stop: asyncio.Event | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -156,12 +155,10 @@ class FirehoseConsumer:
         )
 
     async def _requeue_orphaned_claims(self) -> None:
-        now = time.monotonic()
-        # Not right after a Redis outage: live workers' keys may not be back yet.
-        if now - self._last_orphan_scan >= ORPHAN_SCAN_SECONDS and self.heartbeat.judges_liveness():
-            self._last_orphan_scan = now
-            if requeued := await self.queue.requeue_orphaned():
-                logger.warning("firehose_orphaned_requests_requeued", requests=requeued)
+        # Once a second per process (its consumers share the heartbeat), and not right after a Redis
+        # outage: live workers' keys may not be back yet.
+        if self.heartbeat.orphan_scan_due(ORPHAN_SCAN_SECONDS) and (requeued := await self.queue.requeue_orphaned()):
+            logger.warning("firehose_orphaned_requests_requeued", requests=requeued)
 
 
 def _database_unavailable(error: BaseException) -> bool:

@@ -69,3 +69,19 @@ async def test_it_judges_others_only_after_beating_without_failure_for_two_inter
         await unreachable.aclose()
     finally:
         await heartbeat.stop()
+
+
+async def test_consumers_sharing_a_heartbeat_take_one_orphan_scan_an_interval(
+    settings: Settings, redis: Redis
+) -> None:
+    heartbeat = Heartbeat(redis, settings.queue_name, interval_seconds=0.1)
+    assert not heartbeat.orphan_scan_due(0.3), "it does not judge liveness yet"
+    await heartbeat.start()
+    try:
+        await asyncio.sleep(0.25)
+        assert heartbeat.orphan_scan_due(0.3), "the first consumer takes the turn"
+        assert not heartbeat.orphan_scan_due(0.3), "the second consumer of the process skips it"
+        await asyncio.sleep(0.35)
+        assert heartbeat.orphan_scan_due(0.3), "due again an interval later"
+    finally:
+        await heartbeat.stop()
