@@ -139,10 +139,24 @@ class VisibilityWatcher:
         self.request_prefix = request_prefix
         self.poll_seconds = poll_seconds
         self.latencies_ms: list[float] = []
+        # When each latency was seen (UNIX seconds), for the per-second breakdown (`by_second`).
+        self.seen_at_seconds: list[float] = []
         # Of each latency, the part before the worker's transaction began (ledger recorded_at is
         # its start time): proxy, queue and claim; the rest is the transaction and the poll.
         self.before_transaction_ms: list[float] = []
         self._stop = asyncio.Event()
+        self._watching = asyncio.Event()
+
+    async def start(self) -> asyncio.Task[None]:
+        """Run in the background; return once the watcher is polling (rows committed before its
+        first poll would be seen late, and counted as latency)."""
+        task = asyncio.create_task(self.run())
+        watching = asyncio.create_task(self._watching.wait())
+        await asyncio.wait({task, watching}, return_when=asyncio.FIRST_COMPLETED)
+        watching.cancel()
+        if task.done():
+            task.result()  # the watcher's error
+        return task
 
     async def run(self) -> None:
         # The ledger grows by a million rows within minutes of a bench run, faster than autovacuum
@@ -155,6 +169,7 @@ class VisibilityWatcher:
             # Every id up to `complete` was seen (or predates the run); `seen` holds those above it.
             complete = newest = await connection.fetchval("SELECT coalesce(max(id), 0) FROM ledger_event")
             seen: set[int] = set()
+            self._watching.set()
             while not self._stop.is_set():
                 # A primary-key range scan (the tenant and request filters in Python). Re-reading
                 # a fixed window each poll instead (1,000 rows every 10 ms) took a third of a
@@ -174,6 +189,7 @@ class VisibilityWatcher:
                         self.request_prefix
                     ):
                         self.latencies_ms.append((seen_at - row["occurred_at"]).total_seconds() * 1000)
+                        self.seen_at_seconds.append(seen_at.timestamp())
                         self.before_transaction_ms.append(
                             (row["recorded_at"] - row["occurred_at"]).total_seconds() * 1000
                         )
@@ -187,6 +203,23 @@ class VisibilityWatcher:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def by_second(self) -> list[dict[str, float]]:
+        """Per second of the run (by when rows became visible): rows, p50, p99 and max latency, so a
+        tail can be told apart as spread out or as one stall (and matched with the host's I/O)."""
+        buckets: dict[int, list[float]] = {}
+        for seen_at, latency in zip(self.seen_at_seconds, self.latencies_ms, strict=True):
+            buckets.setdefault(int(seen_at), []).append(latency)
+        return [
+            {
+                "second": second,
+                "rows": len(values),
+                "p50_ms": percentile(values, 0.5),
+                "p99_ms": percentile(values, 0.99),
+                "max_ms": max(values),
+            }
+            for second, values in sorted(buckets.items())
+        ]
 
 
 def percentile(values: list[float], fraction: float) -> float:
