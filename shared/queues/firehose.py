@@ -316,24 +316,30 @@ def _text(value: Any) -> str:
 
 
 class GroupedEnqueuer:
-    """Queues concurrent requests together: at most one enqueue round trip is in flight, and the
-    requests that arrive meanwhile leave together in the next one (a group commit).
+    """Queues concurrent requests together: at most `max_in_flight` enqueue round trips are in
+    flight, and the requests that arrive meanwhile leave together in the next one (a group commit).
 
     Each caller still waits for its own request to be in Redis (the 200 is sent only then). A lone
     request leaves on the next event-loop iteration; under load, batches grow with the round-trip
     time instead of each request paying for a Redis write, a read and a Lua call of its own
-    (profiled: the socket write alone cost as much as the HTTP response's). Each round trip is
-    bounded by `timeout_seconds`, so a caller waits at most twice that (the batch in flight, then
-    its own) before it gets TimeoutError.
+    (profiled: the socket write alone cost as much as the HTTP response's). With one round trip in
+    flight the proxy sat idle ~10 % of the time at saturation, every request waiting on Redis
+    (0.84-0.92 of a core busy, 0.96-0.99 with two). Queue order stays arrival order: a batch's
+    scores are taken when it leaves, and batches leave in order, whichever Redis applies first.
+    Each round trip is bounded by `timeout_seconds`, so a caller waits at most twice that (a batch
+    in flight, then its own) before it gets TimeoutError.
     """
 
-    def __init__(self, queue: FirehoseQueue, *, timeout_seconds: float = 5.0, max_batch: int = 256) -> None:
+    def __init__(
+        self, queue: FirehoseQueue, *, timeout_seconds: float = 5.0, max_batch: int = 256, max_in_flight: int = 2
+    ) -> None:
         self.queue = queue
         self.timeout_seconds = timeout_seconds
         self.max_batch = max_batch
+        self.max_in_flight = max_in_flight
         self._waiting: list[tuple[QueuedRequest, asyncio.Future[bool]]] = []
         self._send_scheduled = False
-        self._in_flight = False
+        self._in_flight = 0
         self._sending: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
@@ -347,17 +353,17 @@ class GroupedEnqueuer:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         self._waiting.append((request, future))
-        if not self._send_scheduled and not self._in_flight:
+        if not self._send_scheduled and self._in_flight < self.max_in_flight:
             self._send_scheduled = True
             loop.call_soon(self._send_waiting)
         return await future
 
     def _send_waiting(self) -> None:
         self._send_scheduled = False
-        if self._in_flight or not self._waiting:
+        if self._in_flight >= self.max_in_flight or not self._waiting:
             return
         batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
-        self._in_flight = True
+        self._in_flight += 1
         task = asyncio.ensure_future(self._send(batch))
         self._sending.add(task)  # keep a reference until it is done
         task.add_done_callback(self._sending.discard)
@@ -375,6 +381,6 @@ class GroupedEnqueuer:
                 if not future.done():
                     future.set_result(flag)
         finally:
-            self._in_flight = False
+            self._in_flight -= 1
             # What arrived during this round trip has waited long enough: send it at once.
             self._send_waiting()
