@@ -324,7 +324,7 @@ class GroupedEnqueuer:
     time instead of each request paying for a Redis write, a read and a Lua call of its own
     (profiled: the socket write alone cost as much as the HTTP response's). With one round trip in
     flight the proxy sat idle ~10 % of the time at saturation, every request waiting on Redis
-    (0.84-0.92 of a core busy, 0.96-0.99 with two). Queue order stays arrival order: a batch's
+    (0.84-0.92 of a core busy, 0.96-0.98 with two). Queue order stays arrival order: a batch's
     scores are taken when it leaves, and batches leave in order, whichever Redis applies first.
     Each round trip is bounded by `timeout_seconds`, so a caller waits at most twice that (a batch
     in flight, then its own) before it gets TimeoutError.

@@ -118,3 +118,44 @@ async def test_a_redis_that_never_answers_times_out_every_caller(settings: Setti
         await redis.aclose()
         server.close()
     assert all(isinstance(result, TimeoutError) for result in results), results
+
+
+async def test_two_round_trips_are_in_flight_at_most_and_the_rest_wait(settings: Settings) -> None:
+    connections = 0
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A Redis that completes the client's handshake, then never answers a command."""
+        nonlocal connections
+        connections += 1  # one connection per round trip in flight (the pool's are all busy)
+        while data := await reader.read(65536):
+            writer.write(b"+OK\r\n" * data.count(b"SETINFO"))
+            await writer.drain()
+        writer.close()
+
+    async def until_connections(count: int) -> None:
+        for _ in range(500):
+            if connections >= count:
+                return
+            await asyncio.sleep(0.01)
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    redis = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=30)
+    enqueuer = GroupedEnqueuer(FirehoseQueue(redis, settings.queue_name), timeout_seconds=1.5)
+    try:
+        first = asyncio.ensure_future(enqueuer.enqueue(request("r1")))
+        await until_connections(1)
+        second = asyncio.ensure_future(enqueuer.enqueue(request("r2")))  # leaves at once, beside the first
+        await until_connections(2)
+        second_left_beside_first = connections == 2 and not first.done()
+        waiting = [asyncio.ensure_future(enqueuer.enqueue(request(f"r{n}"))) for n in (3, 4)]
+        await asyncio.sleep(0.2)
+        in_flight_meanwhile = connections
+        results = await asyncio.gather(first, second, *waiting, return_exceptions=True)
+    finally:
+        await redis.aclose()
+        server.close()
+    assert second_left_beside_first, "the second request waited for the first round trip"
+    assert in_flight_meanwhile == 2, "a third round trip started while two were in flight"
+    assert connections == 3, "the two waiting requests left together once a round trip ended"
+    assert all(isinstance(result, TimeoutError) for result in results), results
