@@ -67,11 +67,13 @@ async def drop_database(database_url: str) -> None:
 
 
 async def forget_queue(redis_url: str, queue_name: str) -> None:
-    """Delete every Redis key of this run's queue (work left queued would otherwise stay 7 days)."""
+    """Delete every Redis key of this run's queue (work left queued would otherwise stay 7 days),
+    the arq queue itself included (a sorted set named exactly `queue_name`)."""
     from redis.asyncio import Redis
 
     redis = Redis.from_url(redis_url)
     try:
+        await redis.unlink(queue_name)
         for pattern in (f"{queue_name}:*", f"arq:*{queue_name}:*"):
             keys = [key async for key in redis.scan_iter(match=pattern, count=1000)]
             for start in range(0, len(keys), 1000):
