@@ -11,7 +11,9 @@ from bench.stack import BenchRun
 from bench.wrk import WrkResult
 
 LEDGER_COUNT_SQL = "SELECT count(*) FROM ledger_event WHERE tenant_id = $1"
-E2E_COUNT_SQL = "SELECT count(*) FROM ledger_event WHERE tenant_id = $1 AND request_id LIKE 'e2e%'"
+# The measured end-to-end requests' id prefix (wrk's nonce); the warm-up's ids must not start with it.
+E2E_NONCE = "e2e"
+E2E_COUNT_SQL = "SELECT count(*) FROM ledger_event WHERE tenant_id = $1 AND request_id LIKE $2"
 INTERLEAVED_ROUNDS = 10
 E2E_WARM_UP_SECONDS = 2
 EVENTS_PER_REQUEST = len(environment.MAPPED_EVENT_NAMES)  # firehose_body: one ledger row an event
@@ -23,23 +25,22 @@ def _ceiling_and_ingest(run: BenchRun, body: str) -> tuple[WrkResult, WrkResult]
     0.62-1.04 of the ceiling, and within one run the ceiling's own 1 s rate ranged 3,700-6,700/s."""
     rounds = max(1, min(INTERLEAVED_ROUNDS, int(run.profile.saturation_seconds)))  # wrk counts whole seconds
     seconds = run.profile.saturation_seconds / rounds
-    ceiling_runs, ingest_runs = [], []
+    ceiling_runs: list[WrkResult] = []
+    ingest_runs: list[WrkResult] = []
+
+    def ceiling_round(index: int) -> None:
+        ceiling_runs.append(
+            run.load(
+                "/mparticle/firehose", body, {}, base=run.ceiling_url, duration_seconds=seconds, nonce=f"ceil{index}"
+            )
+        )
+
+    def proxy_round(index: int) -> None:
+        ingest_runs.append(run.firehose(duration_seconds=seconds, nonce=f"sat{index}"))
+
     for index in range(rounds):
-        ceiling_first = index % 2 == 0
-        for measure_ceiling in (ceiling_first, not ceiling_first):
-            if measure_ceiling:
-                ceiling_runs.append(
-                    run.load(
-                        "/mparticle/firehose",
-                        body,
-                        {},
-                        base=run.ceiling_url,
-                        duration_seconds=seconds,
-                        nonce=f"ceil{index}",
-                    )
-                )
-            else:
-                ingest_runs.append(run.firehose(duration_seconds=seconds, nonce=f"sat{index}"))
+        for measure_round in (ceiling_round, proxy_round) if index % 2 == 0 else (proxy_round, ceiling_round):
+            measure_round(index)
     return WrkResult.combined(ceiling_runs), WrkResult.combined(ingest_runs)
 
 
@@ -148,22 +149,22 @@ async def phase_e2e(run: BenchRun) -> None:
     run.start_workers(1, "worker-e2e")
     pair_rate = await _pair_saturation(run)
     run.add(Row("end to end saturation: requests/s applied by proxy + 1 worker", pair_rate, "req/s"))
-    watcher = measure.VisibilityWatcher(run.database_url, run.tenant.id, "e2e")
+    watcher = measure.VisibilityWatcher(run.database_url, run.tenant.id, E2E_NONCE)
     watching = await watcher.start()
     # A warm-up at the same rate, not measured (the watcher counts `e2e`-prefixed requests only):
     # the first second after the idle pause carried the run's tail in two of six runs (p99
     # 270-440 ms that second, 50-130 ms in every later one), which is the pause, not the rate.
     await asyncio.to_thread(
-        run.firehose, duration_seconds=E2E_WARM_UP_SECONDS, nonce="warm-e2e", rate_per_second=pair_rate / 2
+        run.firehose, duration_seconds=E2E_WARM_UP_SECONDS, nonce=f"warm-{E2E_NONCE}", rate_per_second=pair_rate / 2
     )
     e2e = await asyncio.to_thread(
-        run.firehose, duration_seconds=run.profile.e2e_seconds, nonce="e2e", rate_per_second=pair_rate / 2
+        run.firehose, duration_seconds=run.profile.e2e_seconds, nonce=E2E_NONCE, rate_per_second=pair_rate / 2
     )
     run.check(e2e, "end to end")
     await measure.drain_rate(
         run.database_url,
         E2E_COUNT_SQL,
-        (run.tenant.id,),
+        (run.tenant.id, f"{E2E_NONCE}%"),
         expected=(e2e.requests - e2e.errors) * EVENTS_PER_REQUEST,
         stall_seconds=5,
     )
@@ -172,7 +173,7 @@ async def phase_e2e(run: BenchRun) -> None:
     await watching
     # Counted now: wrk counts the requests answered within its run, and one in flight at its end
     # may have been applied as well.
-    e2e_rows = await measure.count_rows(run.database_url, E2E_COUNT_SQL, run.tenant.id)
+    e2e_rows = await measure.count_rows(run.database_url, E2E_COUNT_SQL, run.tenant.id, f"{E2E_NONCE}%")
     if len(watcher.latencies_ms) != e2e_rows:
         run.report.notes.append(f"end to end: the watcher saw {len(watcher.latencies_ms)} of {e2e_rows} ledger rows")
     p99 = measure.percentile(watcher.latencies_ms, 0.99)
