@@ -146,6 +146,9 @@ async def phase_e2e(run: BenchRun) -> None:
     saturation rate (the proxy alone accepts several times what one worker applies on this machine,
     so at half the proxy's rate the backlog, and with it the latency, would grow with the run)."""
     print("3. end to end")
+    if run.accepted_requests:  # the ingest phase's backlog, when the inbound phase did not apply it
+        await _drain(run, 1, run.accepted_requests)
+        run.accepted_requests = 0
     run.start_workers(1, "worker-e2e")
     pair_rate = await _pair_saturation(run)
     run.add(Row("end to end saturation: requests/s applied by proxy + 1 worker", pair_rate, "req/s"))
